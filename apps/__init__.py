@@ -1,0 +1,1 @@
+"""Command-line applications: ``python -m apps.<name> --help``."""

@@ -225,11 +225,12 @@ def frame_index(frames: np.ndarray, which: FrameChoice, path: str = None) -> int
     raise AngioDataError(path, f"frame choice {which!r} not understood; expected 'all', 'max_contrast' or an integer")
 
 
-def vessel_contrast_score(frames: np.ndarray, sigma: float = 6.0) -> np.ndarray:
+def vessel_contrast_score(frames: np.ndarray, sigma: float = None) -> np.ndarray:
     """Per-frame dark-ridge energy: how much darker than their surroundings the 2 % most
     ridge-like pixels are (grey levels). Contrast-filled vessels raise it; the static
     background, catheter and noise are about the same in every frame of a run."""
     frames = np.asarray(frames, dtype=np.float32)
+    sigma = sigma or 6.0 * frames.shape[-1] / 512  # wider than a main vessel at any size
     darker = gaussian_filter(frames, sigma=(0, sigma, sigma), mode="nearest") - frames
     return np.percentile(darker.reshape(len(frames), -1), 98, axis=1)
 

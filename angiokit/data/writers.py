@@ -25,6 +25,8 @@ import numpy as np
 from .errors import AngioDataError
 
 XA_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.12.1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 FRAME_TIME_TAG = 0x00181063
 
 
@@ -37,6 +39,7 @@ def atomic_path(path) -> Iterator[str]:
     base = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + "".join(_suffixes(base)), dir=folder)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

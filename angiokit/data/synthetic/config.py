@@ -73,12 +73,12 @@ class SynthConfig:
     """Length of the more radiopaque distal tip."""
 
     # ---- attenuation (effective line integrals, see module doc) -----------------------------
-    iodine_attenuation_per_mm: Range = (0.07, 0.15)
+    iodine_attenuation_per_mm: Range = (0.06, 0.12)
     """Fully opacified vessel: line integral per mm of projected lumen."""
     guidewire_attenuation_per_mm: Range = (0.5, 0.8)
     guidewire_tip_factor: float = 2.0
     catheter_wall_attenuation_per_mm: float = 0.06
-    heart_shadow: Range = (0.25, 0.5)
+    heart_shadow: Range = (0.2, 0.4)
     soft_tissue_texture: Range = (0.08, 0.18)
     fine_texture: Range = (0.015, 0.035)
     spine_probability: float = 0.7
@@ -93,7 +93,7 @@ class SynthConfig:
     """Relative intensity loss at the image corners (image-intensifier falloff)."""
 
     # ---- detector -------------------------------------------------------------------------
-    photons_per_pixel: Range = (800.0, 3000.0)
+    photons_per_pixel: Range = (1200.0, 4000.0)
     """Mean unattenuated quanta per pixel at 512 px (scaled with pixel area at other sizes);
     sets the quantum (Poisson) noise."""
     electronic_noise: Range = (2.0, 6.0)

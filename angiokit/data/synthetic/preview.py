@@ -11,7 +11,7 @@ import numpy as np
 from ...visualize import overlay, save_grid
 from ..readers import load_frame
 from ..writers import to_uint
-from .config import SynthConfig
+from .config import SynthConfig, default_config
 from .engine import synthesize
 from .export import sample_seed
 
@@ -44,7 +44,7 @@ def _set_name(folder: str) -> str:
 
 def preview_figure(path: str, n: int = 8, size: int = 512, seed: int = 0, real_dirs: Optional[Sequence[str]] = None, cfg: Optional[SynthConfig] = None) -> str:
     """Rows of synthetic frames, the same frames with vessel (red), guidewire (cyan) and
-    catheter (yellow) masks, then (if given) real frames for comparison."""
+    catheter (yellow) masks, a cine with a guidewire (wash-in), then (if given) real frames."""
     cfg = cfg or SynthConfig(size=size)
     ncols = min(n, 4)
     tiles, titles = [], []
@@ -57,6 +57,11 @@ def preview_figure(path: str, n: int = 8, size: int = 512, seed: int = 0, real_d
         for s in chunk:
             tiles.append(overlay(s.image[0], {"vessel": s.vessel[0], "guidewire": s.guidewire[0], "catheter": s.catheter[0]}))
             titles.append("masks: vessel / wire / catheter")
+    # one cine with a guidewire: contrast wash-in over four of its frames
+    cine = synthesize(default_config(**{**cfg.to_dict(), "frames": 10, "guidewire_probability": 1.0}), sample_seed(seed, n))
+    for t in np.linspace(0, cine.frames - 1, ncols).astype(int):
+        tiles.append(overlay(cine.image[t], {"guidewire": cine.guidewire[t]}, alpha=0.9) if t == 0 else to_uint(cine.image[t], 8))
+        titles.append(f"cine frame {t}" + (" (wire in cyan)" if t == 0 else ""))
     for folder in real_dirs or []:
         for frame in real_frames(folder.partition(":")[0], ncols):
             tiles.append(np.clip(frame, 0, 255).astype(np.uint8) if frame.max() <= 255 else (frame / frame.max() * 255).astype(np.uint8))

@@ -83,7 +83,8 @@ def _heart_shadow(cfg: SynthConfig, yy, xx, ellipse_centre, ellipse_cov, amplitu
     d = np.stack([xx - ellipse_centre[0], yy - ellipse_centre[1]], axis=-1)
     inv = np.linalg.inv(ellipse_cov)
     rho2 = np.einsum("...i,ij,...j->...", d, inv, d)
-    return amplitude * np.sqrt(np.clip(1.0 - rho2, 0.0, None))
+    # parabolic rather than the exact ellipsoid chord: the heart border is soft on real frames
+    return amplitude * np.clip(1.0 - rho2, 0.0, None)
 
 
 def _collimator(rng, cfg: SynthConfig, yy, xx, mm_per_px) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""The documented command lines, run as users run them (subprocess, tiny sizes)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from angiokit.data import read_angiogram
+
+from .conftest import REPO
+
+
+def run(*args, timeout=300):
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_synth_png_set_with_datalist(tmp_path):
+    out = tmp_path / "s"
+    run("apps.synth", "--out", str(out), "--n", "8", "--size", "96", "--workers", "1")
+    dl = json.load(open(out / "datalist.json"))
+    entries = dl["training"] + dl["validation"] + dl["test"]
+    assert len(entries) == 8 and dl["validation"] and dl["test"]
+    assert len(list((out / "images").glob("*.png"))) == 8 and len(list((out / "labels").glob("*.png"))) == 8
+    e = entries[0]
+    image, label = read_angiogram(out / e["image"]).frames, read_angiogram(out / e["label"]).frames
+    assert image.shape == label.shape == (1, 96, 96)
+    assert set(np.unique(label)) <= {0.0, 255.0} and label.max() == 255
+    # same command, same seed -> same files
+    again = tmp_path / "again"
+    run("apps.synth", "--out", str(again), "--n", "8", "--size", "96", "--workers", "2")
+    assert (again / "images" / "synth_00005.png").read_bytes() == (out / "images" / "synth_00005.png").read_bytes()
+
+
+def test_synth_dicom_cines_and_nifti(tmp_path):
+    import pydicom
+
+    run("apps.synth", "--out", str(tmp_path / "d"), "--n", "2", "--size", "64", "--format", "dicom", "--frames", "12", "--workers", "1")
+    files = sorted((tmp_path / "d" / "images").glob("*.dcm"))
+    assert len(files) == 2
+    ds = pydicom.dcmread(files[0])
+    assert ds.Modality == "XA" and int(ds.NumberOfFrames) == 12
+    label = read_angiogram(tmp_path / "d" / "labels" / (files[0].name.replace(".dcm", ".nii.gz")))
+    assert label.frames.shape == (12, 64, 64)
+    run("apps.synth", "--out", str(tmp_path / "n"), "--n", "2", "--size", "64", "--format", "nifti", "--bits", "16", "--workers", "1")
+    img = read_angiogram(next((tmp_path / "n" / "images").glob("*.nii.gz")))
+    assert img.meta["dtype"] == "uint16" and img.frames.max() > 255
+
+
+def test_synth_preview_and_stats(tmp_path):
+    real = tmp_path / "real"
+    run("apps.synth", "--out", str(real), "--n", "3", "--size", "64", "--workers", "1")
+    run("apps.synth", "--preview", str(tmp_path / "p.png"), "--stats", str(tmp_path / "st.md"), "--n", "4", "--size", "64",
+        "--real", f"{real / 'images'}:{real / 'labels'}")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "p.png").size[0] > 300
+    rows = {line.split("|")[1].strip(): line for line in (tmp_path / "st.md").read_text().splitlines()[2:]}
+    assert set(rows) == {"synthetic (seed 0, 64 px)", "real: real"}
+    assert rows["real: real"].rstrip(" |").split("|")[-1].strip() != "-"  # vessel area from the masks
+    assert (tmp_path / "st_histogram.png").exists()
+
+
+def test_synth_without_a_task_explains_itself():
+    proc = subprocess.run([sys.executable, "-m", "apps.synth"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and "--out" in (proc.stdout + proc.stderr)
+
+
+def test_bench_synth_prints_its_headline_last():
+    out = run("apps.bench", "synth", "--size", "64", "--images", "2", "--scenes", "1")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines[-1].startswith("synth_images_per_s=") and float(lines[-1].split("=")[1]) > 0
+    assert any(line.startswith("raster_speedup_vs_edt=") for line in lines)
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    command = "python -m pytest -q tests"
+    assert command in readme and command in ci

@@ -32,6 +32,16 @@ def overlay(image: np.ndarray, masks: Dict[str, np.ndarray], alpha: float = 0.45
     return rgb.astype(np.uint8)
 
 
+def error_overlay(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Segmentation errors on the image: true positives green, false positives red, misses blue."""
+    p, g = np.asarray(pred).astype(bool), np.asarray(target).astype(bool)
+    p, g = (p[0] if p.ndim == 3 else p), (g[0] if g.ndim == 3 else g)
+    rgb = np.repeat(to_display(image)[..., None], 3, axis=-1).astype(np.float32)
+    for m, color in ((p & g, (40, 200, 60)), (p & ~g, (230, 40, 40)), (~p & g, (50, 110, 255))):
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(color, dtype=np.float32)
+    return rgb.astype(np.uint8)
+
+
 def save_grid(tiles: Sequence[np.ndarray], path: str, ncols: int, titles: Optional[Sequence[str]] = None, tile_inches: float = 2.6, dpi: int = 100, compact: bool = False) -> str:
     """Save tiles (grey or RGB) as one PNG grid; written to a temp file, then renamed.
 

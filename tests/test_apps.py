@@ -81,3 +81,31 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (REPO / ".ci" / "run").read_text()
     command = "python -m pytest -q tests"
     assert command in readme and command in ci
+
+
+def test_prepare_priors_and_classical_baseline(tmp_path):
+    data = tmp_path / "s"
+    run("apps.synth", "--out", str(data), "--n", "6", "--size", "96", "--workers", "1")
+    run("apps.prepare", "priors", "--datalist", str(data / "datalist.json"))
+    doc = json.load(open(data / "datalist_priors.json"))
+    entry = doc["training"][0]
+    prior, coarse = read_angiogram(data / entry["prior"]).frames, read_angiogram(data / entry["coarse_mask"]).frames
+    assert prior.max() == 255 and set(np.unique(coarse)) == {0.0, 255.0}
+    out = run("apps.classical", "--datalist", str(data / "datalist.json"), "--threshold", "tuned", "--csv", str(tmp_path / "rows.csv"))
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("dice=") and 0.1 < float(last.split()[0].split("=")[1]) < 1.0
+    assert (tmp_path / "rows.csv").read_text().startswith("image,dice,cldice")
+
+
+def test_prepare_pairs_cli(tmp_path):
+    run("apps.synth", "--out", str(tmp_path / "s"), "--n", "3", "--size", "64", "--workers", "1")
+    run("apps.prepare", "pairs", "--images", str(tmp_path / "s" / "images"), "--masks", str(tmp_path / "s" / "labels"), "--out", str(tmp_path / "p"))
+    doc = json.load(open(tmp_path / "p" / "datalist.json"))
+    assert sum(len(doc[k]) for k in ("training", "validation", "test")) == 3
+
+
+def test_bench_prior_prints_its_headline_last():
+    out = run("apps.bench", "prior", "--size", "64", "--images", "2")
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("prior_speedup_vs_skimage=") and float(lines[-1].split("=")[1]) > 0
+    assert any(line.startswith("agreement_pearson_min=") for line in lines)

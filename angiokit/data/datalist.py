@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 from .writers import atomic_path
 
@@ -43,18 +43,26 @@ def assign_splits(case_ids: Iterable[str], val_fraction: float = 0.1, test_fract
     return split
 
 
-def build_datalist(items: List[dict], root: str, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, path_keys=("image", "label")) -> dict:
+def build_datalist(
+    items: List[dict],
+    root: str,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    path_keys=("image", "label"),
+    splits: Optional[Dict[str, str]] = None,
+) -> dict:
     """Items (dicts with a "case" id and file paths) -> {"training": [...], "validation": [...], "test": [...]}.
 
-    File paths under ``path_keys`` (and any other key whose value is an existing file) are made
-    relative to ``root``.
+    Values under ``path_keys`` are made relative to ``root``. ``splits`` (case -> split name)
+    overrides the hash-based assignment, e.g. for a data set's published split.
     """
-    split = assign_splits([it["case"] for it in items], val_fraction, test_fraction, seed)
+    split = splits if splits is not None else assign_splits([it["case"] for it in items], val_fraction, test_fraction, seed)
     out: Dict[str, list] = {name: [] for name in SPLITS}
     for it in sorted(items, key=lambda d: (d["case"], str(d.get("image")))):
         entry = {}
         for key, value in it.items():
-            if isinstance(value, str) and (key in path_keys or os.path.isfile(value)):
+            if key in path_keys and isinstance(value, str):
                 value = os.path.relpath(os.path.abspath(value), os.path.abspath(root))
             entry[key] = value
         out[split[it["case"]]].append(entry)

@@ -41,7 +41,7 @@ class Angiogram:
     """path, format, pixel_spacing_mm (or None), frame_time_ms (or None), dtype, ..."""
 
 
-def _is_dicom_file(path: str) -> bool:
+def is_dicom_file(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -57,7 +57,7 @@ def detect_format(path: str) -> str:
         return "nifti"
     if lower.endswith(RASTER_SUFFIXES):
         return "raster"
-    if lower.endswith(DICOM_SUFFIXES) or _is_dicom_file(path):
+    if lower.endswith(DICOM_SUFFIXES) or is_dicom_file(path):
         return "dicom"
     raise AngioDataError(
         path, f"unknown angiogram format; expected one of {RASTER_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES} or a DICOM file"

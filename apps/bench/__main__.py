@@ -7,6 +7,7 @@ import os
 import sys
 
 BENCHMARKS = {
+    "prior": "apps.bench.prior",
     "synth": "apps.bench.synth",
 }
 

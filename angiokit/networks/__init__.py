@@ -1,0 +1,5 @@
+"""Networks: VasoMIM, segmenters, CAS-IQA scorer (coming), and the classical baseline."""
+
+from .classical import VesselnessThresholdSegmenter
+
+__all__ = ["VesselnessThresholdSegmenter"]

@@ -5,6 +5,7 @@
     python -m apps.prepare dca1   --root DIR --out OUT
     python -m apps.prepare dicom  --src FILE_OR_DIR --out OUT [--frames all|max_contrast|N]
     python -m apps.prepare priors --datalist OUT/datalist.json        # vesselness prior + coarse mask PNGs
+    python -m apps.prepare bootstrap-segmenter --out bundles/vasomim_pretrain/models/bootstrap_unet.pt [--datalist D | --data_glob 'DIR/*.png']
 
 ``--split`` takes a packaged split name (xcad_samples, arcade_stenosis), a JSON file with
 "training" / "validation" / "test" lists of file stems, or nothing (hash split by case with
@@ -45,5 +46,14 @@ def priors(datalist: str, out: str = None, sigmas=(1, 2, 3, 4), method: str = "s
     print(f"datalist written to {write_priors(datalist, out, sigmas, method, percentile)}")
 
 
+def bootstrap_segmenter(out: str, datalist: str = None, data_glob: str = None, iterations: int = 1000, batch_size: int = 8, image_size: int = 224, device: str = None, seed: int = 0):
+    """Small U-Net trained on coarse vesselness masks (no labels); VasoMIM's segmenter S.
+    Without --datalist / --data_glob it trains on synthetic frames."""
+    from angiokit.engines.bootstrap import train_bootstrap_segmenter
+
+    path = train_bootstrap_segmenter(out, datalist, data_glob, iterations, batch_size, image_size, device=device, seed=seed)
+    print(f"segmenter written to {path}; use it with configs/segmenter_checkpoint.json (--segmenter_checkpoint {path})")
+
+
 if __name__ == "__main__":
-    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "dicom": dicom, "priors": priors})
+    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter})

@@ -1,5 +1,23 @@
-"""Networks: VasoMIM, segmenters, CAS-IQA scorer (coming), and the classical baseline."""
+"""Networks: VasoMIM (MAE + guided masking), anatomy guidance, encoder export, classical baseline."""
 
+from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter
 from .classical import VesselnessThresholdSegmenter
+from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder
+from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
+from .vasomim import PRESETS, VasoMIM
 
-__all__ = ["VesselnessThresholdSegmenter"]
+__all__ = [
+    "AnatomyGuidance",
+    "EncoderKeyError",
+    "FrozenSegmenter",
+    "PRESETS",
+    "VasoMIM",
+    "VesselnessSegmenter",
+    "VesselnessThresholdSegmenter",
+    "encoder_state_dict",
+    "export_encoder",
+    "guided_masking",
+    "load_encoder",
+    "patch_probabilities",
+    "reference_guided_masking",
+]

@@ -74,7 +74,8 @@ def hessian_from_smoothed(s: torch.Tensor):
 def hessian_eigenvalues(hxx: torch.Tensor, hxy: torch.Tensor, hyy: torch.Tensor):
     """Closed-form eigenvalues of the symmetric 2x2 Hessian: (larger, smaller)."""
     half_trace = 0.5 * (hxx + hyy)
-    radius = torch.sqrt(0.25 * (hxx - hyy) ** 2 + hxy * hxy)
+    # + 1e-10: sqrt's gradient is infinite at 0, and the consistency loss differentiates this
+    radius = torch.sqrt(0.25 * (hxx - hyy) ** 2 + hxy * hxy + 1e-10)
     return half_trace + radius, half_trace - radius
 
 

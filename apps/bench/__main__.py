@@ -7,7 +7,9 @@ import os
 import sys
 
 BENCHMARKS = {
+    "masking": "apps.bench.masking",
     "prior": "apps.bench.prior",
+    "step": "apps.bench.step",
     "synth": "apps.bench.synth",
 }
 

@@ -1,0 +1,68 @@
+"""Image/mask folder pairs: DCA1 / 134XCA (``N.pgm`` + ``N_gt.pgm``), XCAD-style ``images/`` +
+``masks/`` pairs, any two folders matched by file stem, and unlabeled frame folders."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from typing import Dict, List, Optional
+
+from tqdm import tqdm
+
+from ..errors import AngioDataError
+from ..readers import RASTER_SUFFIXES
+from .common import SplitSpec, binary_mask, save_pair, write_prepared
+
+DCA1_MASK = re.compile(r"^(?P<stem>.+)_gt$")
+
+
+def _images_in(folder: str) -> Dict[str, str]:
+    if not os.path.isdir(folder):
+        raise AngioDataError(folder, "folder not found")
+    files = [f for f in glob.glob(os.path.join(folder, "*")) if f.lower().endswith(RASTER_SUFFIXES)]
+    by_stem: Dict[str, str] = {}
+    for f in sorted(files):
+        stem = os.path.splitext(os.path.basename(f))[0]
+        if stem in by_stem:
+            raise AngioDataError(f, f"two images share the stem {stem!r} ({os.path.basename(by_stem[stem])})")
+        by_stem[stem] = f
+    if not by_stem:
+        raise AngioDataError(folder, f"no images ({', '.join(RASTER_SUFFIXES)}) in folder")
+    return by_stem
+
+
+def pair_by_stem(images: Dict[str, str], masks: Dict[str, str], where: str) -> List[tuple]:
+    """(stem, image, mask) for matching stems; unmatched files on either side are an error."""
+    lonely_images = sorted(set(images) - set(masks))
+    lonely_masks = sorted(set(masks) - set(images))
+    if lonely_images or lonely_masks:
+        raise AngioDataError(where, f"unmatched pairs: images without masks {lonely_images[:5]}, masks without images {lonely_masks[:5]}")
+    return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def _prepare_pairs(pairs: List[tuple], out: str, split: SplitSpec, val_fraction: float, test_fraction: float, seed: int, description: str, progress: bool) -> str:
+    items = []
+    for stem, image_path, mask_path in tqdm(pairs, desc="image/mask pairs", disable=not progress):
+        mask = binary_mask(mask_path) if mask_path else None
+        items.append(save_pair(out, stem, image_path, mask))
+    return write_prepared(out, items, split, val_fraction, test_fraction, seed, description, {"0": "background", "1": "vessel"} if pairs and pairs[0][2] else None)
+
+
+def prepare_pairs(images_dir: str, masks_dir: Optional[str], out: str, split: SplitSpec = None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> str:
+    """Images and masks matched by file stem (XCAD layout); no ``masks_dir`` -> unlabeled frames."""
+    images = _images_in(images_dir)
+    if masks_dir is None:
+        pairs = [(stem, path, None) for stem, path in sorted(images.items())]
+    else:
+        pairs = pair_by_stem(images, _images_in(masks_dir), f"{images_dir} + {masks_dir}")
+    return _prepare_pairs(pairs, out, split, val_fraction, test_fraction, seed, f"pairs from {images_dir} and {masks_dir}", progress)
+
+
+def prepare_dca1(root: str, out: str, split: SplitSpec = None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> str:
+    """DCA1 / 134XCA as distributed: ``N.pgm`` with its ground truth ``N_gt.pgm`` in one folder."""
+    files = _images_in(root)
+    masks = {m.group("stem"): path for stem, path in files.items() if (m := DCA1_MASK.match(stem))}
+    images = {stem: path for stem, path in files.items() if not DCA1_MASK.match(stem)}
+    pairs = pair_by_stem(images, masks, root)
+    return _prepare_pairs(pairs, out, split, val_fraction, test_fraction, seed, f"DCA1-style pairs (N.pgm + N_gt.pgm) from {root}", progress)

@@ -1,0 +1,139 @@
+"""Data for self-supervised pre-training: unlabeled frames from a datalist or a folder glob, or,
+with neither, synthetic angiograms generated on the fly.
+
+Each sample is {"image": [1, S, S] float in [0, 1]} (plus "prior" [1, S, S] when the datalist
+has pre-computed priors). Real frames get MAE-style augmentation: a random crop of 40-100 % of
+the frame, resized to S, and a horizontal flip.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+import os
+from typing import Hashable, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import Dataset, MetaTensor
+from monai.transforms import Compose, MapTransform, RandFlipd, RandScaleCropd, Resized, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
+
+from .datalist import SPLITS
+from .errors import AngioDataError
+from .readers import read_angiogram
+
+
+class LoadAngiogramd(MapTransform):
+    """Load frames with angiokit's readers (PNG/JPEG, DICOM XA, NIfTI) as [1, H, W] MetaTensors.
+
+    The frame of a cine comes from the item's ``frame`` key when present, else ``frame``
+    (default: the frame of maximum contrast).
+    """
+
+    def __init__(self, keys: KeysCollection, frame="max_contrast", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.frame = frame
+
+    def __call__(self, data: Mapping[Hashable, object]):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = d[key]
+            if not isinstance(path, (str, os.PathLike)):
+                continue
+            angio = read_angiogram(path, frames=d.get("frame", self.frame))
+            meta = {"filename_or_obj": str(path), "pixel_spacing_mm": angio.meta.get("pixel_spacing_mm") or 0.0}
+            d[key] = MetaTensor(torch.from_numpy(angio.frames), meta=meta)
+        return d
+
+
+def pretrain_transforms(image_size: int, keys: Sequence[str] = ("image",), augment: bool = True) -> Compose:
+    """Load, scale the image to [0, 1] (0.5-99.5 percentiles) and a stored prior from 0-255,
+    random crop + resize + flip (the same crop and flip for every key)."""
+    keys = list(keys)
+    steps = [LoadAngiogramd(keys), ScaleIntensityRangePercentilesd(keys[:1], lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
+    if "prior" in keys:  # priors from ``apps.prepare priors`` are stored as 0-255
+        steps.append(ScaleIntensityRanged("prior", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True))
+    if augment:
+        steps.append(RandScaleCropd(keys, roi_scale=0.63, max_roi_scale=1.0, random_size=True))  # 40-100 % of the area
+    steps.append(Resized(keys, spatial_size=(image_size, image_size), mode=["area"] + ["bilinear"] * (len(keys) - 1)))
+    if augment:
+        steps.append(RandFlipd(keys, prob=0.5, spatial_axis=1))
+    return Compose(steps)
+
+
+class SyntheticPretrainDataset(torch.utils.data.Dataset):
+    """``length`` synthetic angiograms, generated when asked for (a new scene per index and
+    epoch, reproducible from ``seed``)."""
+
+    def __init__(self, length: int = 1024, image_size: int = 224, seed: int = 0, **config):
+        from .synthetic import default_config
+
+        self.length, self.seed, self.epoch = int(length), int(seed), 0
+        self.cfg = default_config(size=int(image_size), **config)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer's sampler hook (or by hand) for fresh scenes every epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        from .synthetic import synthesize
+
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+        sample = synthesize(self.cfg, seed)
+        return {"image": torch.from_numpy(sample.image[:1].copy())}
+
+
+def _datalist_items(datalist: str, splits: Sequence[str]) -> List[dict]:
+    if not os.path.isfile(datalist):
+        raise AngioDataError(datalist, "datalist not found")
+    with open(datalist) as f:
+        doc = json.load(f)
+    root = os.path.dirname(os.path.abspath(datalist))
+    items = []
+    for split in splits:
+        for entry in doc.get(split, []):
+            item = {"image": os.path.join(root, entry["image"])}
+            if "frame" in entry:
+                item["frame"] = entry["frame"]
+            if "prior" in entry:
+                item["prior"] = os.path.join(root, entry["prior"])
+            items.append(item)
+    if not items:
+        raise AngioDataError(datalist, f"no entries in {list(splits)}")
+    return items
+
+
+def pretrain_dataset(
+    datalist: Optional[str] = None,
+    data_glob: Optional[str] = None,
+    splits: Sequence[str] = ("training",),
+    image_size: int = 224,
+    synthetic_length: int = 1024,
+    seed: int = 0,
+    augment: bool = True,
+):
+    """The pre-training set: a datalist (its ``splits``; labels are ignored), a glob of frames
+    (comma-separated globs allowed), both, or, with neither, synthetic angiograms."""
+    items: List[dict] = []
+    if datalist:
+        for path in str(datalist).split(","):
+            items += _datalist_items(path.strip(), splits)
+    if data_glob:
+        for pattern in str(data_glob).split(","):
+            found = sorted(globlib.glob(pattern.strip(), recursive=True))
+            if not found:
+                raise AngioDataError(pattern, "glob matches no files")
+            items += [{"image": f} for f in found]
+    if not items:
+        return SyntheticPretrainDataset(synthetic_length, image_size, seed)
+    keys = ["image", "prior"] if all("prior" in it for it in items) else ["image"]
+    if len(keys) == 1:
+        items = [{k: v for k, v in it.items() if k != "prior"} for it in items]
+    return Dataset(items, transform=pretrain_transforms(image_size, keys, augment))
+
+
+__all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_transforms"]

@@ -1,0 +1,43 @@
+"""Helpers for running the shipped bundle configs on tiny sizes (the configs themselves are not
+changed: only sizes, epochs and paths are overridden)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from .conftest import REPO
+
+SCHEMA = REPO / "tests" / "data" / "meta_schema_20240725.json"
+
+
+def config(bundle: str, *names: str) -> list:
+    return [str(REPO / "bundles" / bundle / "configs" / f"{n}.json") for n in names]
+
+
+def workflow(bundle: str, names, workflow_type: str, **overrides):
+    from monai.bundle import ConfigWorkflow
+
+    files = config(bundle, *names)
+    return ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        meta_file=str(REPO / "bundles" / bundle / "configs" / "metadata.json"),
+        logging_file=str(REPO / "bundles" / bundle / "configs" / "logging.conf"),
+        workflow_type=workflow_type,
+        **overrides,
+    )
+
+
+def verify_metadata(bundle: str) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle verify_metadata`` offline: the schema copy is placed where MONAI
+    would download it, so no download happens."""
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = os.path.join(tmp, "schema.json")
+        shutil.copy(SCHEMA, schema)
+        return subprocess.run(
+            [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(REPO / "bundles" / bundle / "configs" / "metadata.json"), "--filepath", schema],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )

@@ -1,0 +1,91 @@
+import pytest
+import torch
+from monai.networks.nets import UNETR, ViT
+
+from angiokit.networks import AnatomyGuidance, EncoderKeyError, FrozenSegmenter, PRESETS, VasoMIM, VesselnessSegmenter, encoder_state_dict, guided_masking, load_encoder
+
+TINY = dict(img_size=32, num_layers=2, hidden_size=64, mlp_dim=128, num_heads=4, decoder_num_layers=1, decoder_hidden_size=32, decoder_num_heads=4, decoder_mlp_dim=64)
+
+
+@pytest.fixture()
+def mae():
+    torch.manual_seed(0)
+    return VasoMIM("vit_s16", patch_size=8, **TINY)
+
+
+def test_presets_are_the_standard_vits():
+    assert PRESETS["vit_b16"] == dict(hidden_size=768, mlp_dim=3072, num_layers=12, num_heads=12)
+    assert PRESETS["vit_s16"]["hidden_size"] == 384 and PRESETS["vit_l16"]["num_layers"] == 24
+    m = VasoMIM("vit_s16", img_size=64, num_layers=1, decoder_num_layers=1)
+    assert m.patch_embedding.patch_embeddings.weight.shape == (384, 1, 16, 16) and m.num_mask == 8
+    with pytest.raises(ValueError, match="preset"):
+        VasoMIM("vit_h14")
+
+
+def test_patchify_roundtrip_and_shapes(mae):
+    x = torch.rand(3, 1, 32, 32)
+    assert mae.patchify(x).shape == (3, 16, 64)
+    assert torch.equal(mae.unpatchify(mae.patchify(x)), x)
+    pred, mask = mae(x)
+    assert pred.shape == (3, 16, 64) and (mask.sum(1) == 8).all()
+
+
+def test_reconstruction_keeps_visible_pixels_and_loss_ignores_them(mae):
+    x = torch.rand(2, 1, 32, 32)
+    keep, mask = guided_masking(torch.zeros(2, 16), 8, 0.0)
+    pred, mask = mae(x, keep, mask)
+    rec = mae.reconstruct(x, pred, mask)
+    visible = (1 - mask)[..., None].bool().expand(-1, -1, 64)
+    assert torch.equal(mae.patchify(rec)[visible], mae.patchify(x)[visible])
+    assert torch.allclose(mae.patchify(rec)[~visible], pred[~visible])
+    changed = pred.clone()
+    changed[visible] += 5.0
+    assert mae.reconstruction_loss(x, changed, mask).item() == pytest.approx(mae.reconstruction_loss(x, pred, mask).item())
+
+
+def test_norm_pix_loss_targets_are_normalised():
+    m = VasoMIM("vit_s16", patch_size=8, norm_pix_loss=True, **TINY)
+    t = m.targets(torch.rand(2, 1, 32, 32) * 7 + 3)
+    assert torch.allclose(t.mean(-1), torch.zeros(2, 16), atol=1e-5)
+
+
+def test_consistency_gradients_reach_the_mae_only(mae):
+    net = torch.nn.Conv2d(1, 2, 3, padding=1)
+    anatomy = AnatomyGuidance(FrozenSegmenter(net, output="softmax"))
+    x = torch.rand(2, 1, 32, 32)
+    keep, mask = guided_masking(torch.zeros(2, 16), 8, 0.0)
+    pred, mask = mae(x, keep, mask)
+    loss = anatomy.consistency_loss(mae.reconstruct(x, pred, mask), anatomy.segment(x))
+    loss.backward()
+    assert mae.decoder_pred.weight.grad is not None and mae.decoder_pred.weight.grad.abs().sum() > 0
+    assert net.weight.grad is None and not net.training
+    anatomy.train()
+    assert not net.training  # stays frozen in eval mode
+
+
+def test_guidance_reuses_one_vesselness_pass():
+    anatomy = AnatomyGuidance(VesselnessSegmenter(), prior_weight=0.5)
+    x = torch.rand(2, 1, 48, 48)
+    prior, seg = anatomy.prior_and_segmentation(x)
+    assert torch.allclose(prior, anatomy.prior(x)) and torch.allclose(seg, anatomy.segment(x))
+    g = anatomy.guidance(x, prior, seg)
+    assert g.shape == x.shape and 0 <= g.min() and g.max() <= 1
+
+
+def test_encoder_export_loads_into_vit_and_unetr_strictly(mae):
+    state = encoder_state_dict(mae.state_dict(), num_layers=2)
+    assert "norm.weight" in state and not any(k.startswith("decoder") for k in state)
+    vit = ViT(in_channels=1, img_size=32, patch_size=8, hidden_size=64, mlp_dim=128, num_layers=2, num_heads=4, spatial_dims=2, qkv_bias=True, classification=True)
+    assert load_encoder(vit, state) == ([], [])
+    mae.eval(), vit.eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        _, hidden = vit(x)
+        assert torch.allclose(vit.norm(hidden[-1]), mae.encode(x), atol=1e-5)  # the same encoder
+    unetr = UNETR(in_channels=1, out_channels=2, img_size=32, feature_size=8, hidden_size=64, mlp_dim=128, num_heads=4, spatial_dims=2, qkv_bias=True)
+    with pytest.raises(EncoderKeyError, match=r"missing \['blocks\.10"):
+        load_encoder(unetr, state)  # UNETR needs 12 blocks
+    deep = VasoMIM("vit_s16", patch_size=16, **{**TINY, "num_layers": 12})  # UNETR patches are 16 px
+    missing, unexpected = load_encoder(unetr, encoder_state_dict(deep.state_dict(), 12))
+    assert missing == [] and unexpected == []
+    assert torch.equal(unetr.vit.blocks[11].mlp.linear1.weight, deep.blocks[11].mlp.linear1.weight)

@@ -42,5 +42,5 @@ def prepare_dicom_frames(src: str, out: str, frames: Union[str, int] = "all", sp
         for t in indices:
             dst = os.path.join(out, "images", f"{case}_f{t:03d}.png")
             write_png(dst, pixels[t].astype(dtype))
-            items.append({"case": case, "image": dst, "frame": int(t), "source": os.path.abspath(path), "frame_time_ms": cine.meta["frame_time_ms"]})
+            items.append({"case": case, "image": dst, "source": os.path.abspath(path), "source_frame": int(t), "frame_time_ms": cine.meta["frame_time_ms"]})
     return write_prepared(out, items, split, val_fraction, test_fraction, seed, f"frames of XA DICOM under {src} ({frames})")

@@ -48,7 +48,7 @@ def _write_sample(args) -> List[dict]:
         items = []
         for t in range(sample.frames):
             name = f"{case}.png" if sample.frames == 1 else f"{case}_f{t:02d}.png"
-            item = dict(common, image=write_png(p("images", name), pixels[t]), frame=t)
+            item = dict(common, image=write_png(p("images", name), pixels[t]), source_frame=t)
             for key, (folder, _) in MASKS.items():
                 item[key] = write_mask_png(p(folder, name), masks[key][t])
             items.append(item)

@@ -1,0 +1,186 @@
+"""Data for vessel segmentation: datalists from ``apps.prepare`` / ``apps.synth``, or synthetic
+angiograms with exact masks generated on the fly.
+
+Training samples are resized to the network's size (``image_size``) and augmented; validation,
+evaluation and inference keep the original size (the inferer resizes for the network and
+resizes the prediction back), so metrics and outputs are at the input's resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Hashable, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import Dataset, MetaTensor
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    MapTransform,
+    RandAdjustContrastd,
+    RandAffined,
+    RandFlipd,
+    RandGaussianNoised,
+    Resized,
+    ScaleIntensityRangePercentilesd,
+)
+
+from .errors import AngioDataError
+from .pretrain import LoadAngiogramd
+
+
+SYNTHETIC_SPLIT_SEEDS = {"training": 0, "validation": 7919, "test": 15737}
+
+
+class LabelToClassesd(MapTransform):
+    """Binary tasks (num_classes 2): any non-zero value is foreground (0/1 and 0/255 masks alike).
+    Multi-class: values must be class indices below ``num_classes``."""
+
+    def __init__(self, keys: KeysCollection = "label", num_classes: int = 2, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.num_classes = int(num_classes)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            if self.num_classes == 2:
+                d[key] = (label > 0).to(torch.float32)
+                continue
+            top = int(label.max())
+            if top >= self.num_classes or label.min() < 0:
+                name = getattr(label, "meta", {}).get("filename_or_obj", key)
+                raise AngioDataError(name, f"label values go up to {top}; expected class indices 0..{self.num_classes - 1} (num_classes={self.num_classes})")
+            d[key] = label.round().to(torch.float32)
+        return d
+
+
+def load_and_scale(keys: Sequence[str], num_classes: int) -> List:
+    steps = [LoadAngiogramd(list(keys)), ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
+    if "label" in keys:
+        steps.append(LabelToClassesd("label", num_classes))
+    return steps
+
+
+def train_transforms(image_size: int, num_classes: int = 2, augment: bool = True) -> Compose:
+    keys = ["image", "label"]
+    steps = load_and_scale(keys, num_classes)
+    steps.append(Resized(keys, spatial_size=(image_size, image_size), mode=["area", "nearest"]))
+    if augment:
+        steps += [
+            RandFlipd(keys, prob=0.5, spatial_axis=1),
+            RandAffined(keys, prob=0.5, rotate_range=0.26, scale_range=0.15, mode=["bilinear", "nearest"], padding_mode="reflection"),
+            RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
+            RandGaussianNoised("image", prob=0.3, std=0.02),
+        ]
+    steps.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
+    return Compose(steps)
+
+
+def eval_transforms(num_classes: int = 2, with_label: bool = True) -> Compose:
+    """Original size, no augmentation (the inferer resizes for the network)."""
+    keys = ["image", "label"] if with_label else ["image"]
+    return Compose(load_and_scale(keys, num_classes) + [EnsureTyped(keys, dtype=torch.float32)])
+
+
+class SyntheticSegmentationDataset(torch.utils.data.Dataset):
+    """Synthetic frames and exact vessel masks, made when asked for. ``fresh`` gives new scenes
+    every epoch (training); otherwise the same ``length`` scenes always (validation / test)."""
+
+    def __init__(self, length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True, transform=None, **config):
+        from .synthetic import default_config
+
+        self.length, self.seed, self.fresh, self.epoch, self.transform = int(length), int(seed), bool(fresh), 0, transform
+        self.cfg = default_config(size=int(image_size), **config)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch) if self.fresh else 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        from .synthetic import synthesize
+
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+        s = synthesize(self.cfg, seed)
+        meta = {"filename_or_obj": f"synthetic_{self.seed}_{self.epoch}_{index:05d}"}
+        item = {"image": MetaTensor(torch.from_numpy(s.image[:1].copy()), meta=dict(meta)), "label": MetaTensor(torch.from_numpy(s.vessel[:1].astype(np.float32)), meta=dict(meta))}
+        return self.transform(item) if self.transform is not None else item
+
+
+def datalist_items(datalist: str, splits: Sequence[str], label_key: Optional[str] = "label", allow_empty: bool = False) -> List[dict]:
+    """Entries of ``splits`` with absolute paths: {"image", "label"?, "frame"?}."""
+    if not os.path.isfile(datalist):
+        raise AngioDataError(datalist, "datalist not found")
+    with open(datalist) as f:
+        doc = json.load(f)
+    root = os.path.dirname(os.path.abspath(datalist))
+    items = []
+    for split in splits:
+        for entry in doc.get(split, []):
+            item = {"image": os.path.join(root, entry["image"])}
+            if label_key:
+                if label_key not in entry:
+                    raise AngioDataError(datalist, f"entry {entry['image']} has no {label_key!r}; a labelled datalist is needed")
+                item["label"] = os.path.join(root, entry[label_key])
+            if "frame" in entry:
+                item["frame"] = entry["frame"]
+            items.append(item)
+    if not items and not allow_empty:
+        raise AngioDataError(datalist, f"no entries in {list(splits)}")
+    return items
+
+
+def segmentation_dataset(
+    datalist: Optional[str] = None,
+    splits: Sequence[str] = ("training",),
+    image_size: int = 224,
+    num_classes: int = 2,
+    train: bool = True,
+    label_key: str = "label",
+    synthetic_length: int = 512,
+    seed: int = 0,
+    augment: bool = True,
+):
+    """A datalist split (comma-separated datalists are concatenated; repeat one to oversample
+    it) or, without a datalist,
+    synthetic angiograms (training: fresh every epoch; otherwise a fixed set)."""
+    if train:
+        transform = train_transforms(image_size, num_classes, augment)
+    else:
+        transform = eval_transforms(num_classes)
+    if not datalist:
+        synthetic_transform = train_transforms(image_size, num_classes, augment) if train else None
+        if synthetic_transform is not None:
+            synthetic_transform = Compose([t for t in synthetic_transform.transforms if not isinstance(t, (LoadAngiogramd, ScaleIntensityRangePercentilesd, LabelToClassesd))])
+        offset = SYNTHETIC_SPLIT_SEEDS.get(splits[0], 0) if not train else 0  # distinct scenes per split
+        return SyntheticSegmentationDataset(synthetic_length, image_size, seed + offset, fresh=train, transform=synthetic_transform)
+    paths = [p.strip() for p in str(datalist).split(",") if p.strip()]
+    items = []
+    for path in paths:  # a split may be missing from some of the lists, not from all
+        items += datalist_items(path, splits, label_key, allow_empty=True)
+    if not items:
+        raise AngioDataError(str(datalist), f"no entries in {list(splits)} in any of the datalists")
+    return Dataset(items, transform=transform)
+
+
+def inference_items(datalist: Optional[str] = None, input_glob: Optional[str] = None, splits: Sequence[str] = ("training", "validation", "test")) -> List[dict]:
+    """Images to segment: a datalist's images (all splits), files matching a glob
+    (comma-separated globs allowed), or both; README / JSON / CSV files are skipped."""
+    import glob as globlib
+
+    from .readers import NIFTI_SUFFIXES, RASTER_SUFFIXES, is_dicom_file
+
+    items = datalist_items(datalist, splits, label_key=None) if datalist else []
+    for pattern in [p.strip() for p in str(input_glob or "").split(",") if p.strip()]:
+        found = [f for f in sorted(globlib.glob(pattern)) if os.path.isfile(f) and (f.lower().endswith(RASTER_SUFFIXES + NIFTI_SUFFIXES + (".dcm",)) or is_dicom_file(f))]
+        if not found:
+            raise AngioDataError(pattern, "no angiograms (PNG/JPEG/DICOM/NIfTI) match")
+        items += [{"image": f} for f in found]
+    if not items:
+        raise AngioDataError(str(input_glob or datalist), "nothing to segment: give --dataset_dir, --input_glob or --datalist")
+    return [{"image": it["image"]} for it in items]

@@ -1,0 +1,5 @@
+"""Losses for vessel segmentation."""
+
+from .vessel_loss import VesselSegmentationLoss
+
+__all__ = ["VesselSegmentationLoss"]

@@ -1,0 +1,138 @@
+"""Vessel segmenters: a ViT encoder (S/B/L presets, VasoMIM-initialisable) with a UNETR decoder,
+and the layer-wise learning-rate decay used to fine-tune it.
+
+MONAI's ``UNETR`` fixes the encoder at 12 blocks and taps blocks 3, 6 and 9 for its skip
+connections; ``ViTSegmenter`` is a ``UNETR`` whose encoder depth follows the preset (24 blocks
+for ViT-L) with the taps at 1/4, 1/2 and 3/4 of the depth (3, 6, 9 for 12 blocks, as UNETR).
+Its ViT sits under ``vit.``, the key layout ``load_encoder`` fills.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNETR, ViT
+
+from .encoder_export import load_encoder
+from .vasomim import PRESETS, freeze_unused_cross_attention
+
+logger = logging.getLogger(__name__)
+
+
+def resize_position_embeddings(pos: torch.Tensor, num_patches: int) -> torch.Tensor:
+    """[1, N, D] position embeddings of a square grid -> [1, num_patches, D] (bicubic), so an
+    encoder pre-trained at one size fine-tunes at another (as MAE does)."""
+    n, d = pos.shape[1], pos.shape[2]
+    if n == num_patches:
+        return pos
+    old, new = int(math.isqrt(n)), int(math.isqrt(num_patches))
+    if old * old != n or new * new != num_patches:
+        raise ValueError(f"position embeddings of {n} patches cannot be resized to {num_patches}: both grids must be square")
+    grid = pos.reshape(1, old, old, d).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=(new, new), mode="bicubic", align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, new * new, d).to(pos.dtype)
+
+
+class ViTSegmenter(UNETR):
+    """ViT encoder + UNETR decoder for 2-D frames; returns logits [B, out_channels, H, W].
+
+    Args:
+        preset: "vit_s16", "vit_b16" (default) or "vit_l16"; hidden_size / mlp_dim / num_layers /
+            num_heads override it (tiny test models).
+        out_channels: classes including background (2 for vessel vs background).
+        img_size: training size (square, multiple of 16).
+        dropout: dropout in the encoder blocks (MONAI Label's MC-dropout scoring sets it).
+        pretrained_encoder: a file written by ``angiokit.networks.export_encoder`` (the VasoMIM
+            bundle's ``models/encoder.pt``); loaded strictly, position embeddings resized when
+            the size differs.
+    """
+
+    def __init__(
+        self,
+        preset: str = "vit_b16",
+        in_channels: int = 1,
+        out_channels: int = 2,
+        img_size: int = 224,
+        feature_size: int = 16,
+        dropout: float = 0.0,
+        pretrained_encoder: Optional[str] = None,
+        norm_name: str = "instance",
+        res_block: bool = True,
+        qkv_bias: bool = True,
+        **overrides,
+    ):
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        cfg = {**PRESETS[preset], **overrides}
+        super().__init__(
+            in_channels=in_channels, out_channels=out_channels, img_size=img_size, feature_size=feature_size,
+            hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_heads=cfg["num_heads"], proj_type="conv",
+            norm_name=norm_name, conv_block=True, res_block=res_block, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias,
+        )
+        depth = cfg["num_layers"]
+        if depth != self.num_layers:
+            self.num_layers = depth
+            self.vit = ViT(in_channels=in_channels, img_size=img_size, patch_size=16, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_layers=depth, num_heads=cfg["num_heads"], proj_type="conv", classification=False, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias)
+        self.taps = (depth // 4, depth // 2, 3 * depth // 4)
+        self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": 16}
+        freeze_unused_cross_attention(self)
+        if pretrained_encoder:
+            self.load_pretrained(pretrained_encoder)
+
+    def load_pretrained(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: pre-trained encoder not found (train the VasoMIM bundle, or give no pretrained_encoder)")
+        exported = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(exported, dict) or "encoder" not in exported:
+            raise ValueError(f"{path}: not an encoder export (expected a dict with 'encoder' and 'config')")
+        theirs = exported.get("config", {})
+        clash = {k: (theirs[k], v) for k, v in self.encoder_config.items() if k in theirs and theirs[k] != v}
+        if clash:
+            raise ValueError(f"{path}: encoder was pre-trained with {', '.join(f'{k}={a}' for k, (a, b) in clash.items())}; this segmenter has {', '.join(f'{k}={b}' for k, (a, b) in clash.items())}")
+        state = dict(exported["encoder"])
+        key = "patch_embedding.position_embeddings"
+        if key in state:
+            state[key] = resize_position_embeddings(state[key], self.vit.patch_embedding.n_patches)
+        load_encoder(self, state, strict=True)
+        logger.info(f"loaded pre-trained encoder from {path}")
+
+    def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+        x, hidden = self.vit(x_in)
+        a, b, c = self.taps
+        enc1 = self.encoder1(x_in)
+        enc2 = self.encoder2(self.proj_feat(hidden[a]))
+        enc3 = self.encoder3(self.proj_feat(hidden[b]))
+        enc4 = self.encoder4(self.proj_feat(hidden[c]))
+        dec3 = self.decoder5(self.proj_feat(x), enc4)
+        dec2 = self.decoder4(dec3, enc3)
+        dec1 = self.decoder3(dec2, enc2)
+        return self.out(self.decoder2(dec1, enc1))
+
+
+def layer_decay_param_groups(network: torch.nn.Module, lr: float, weight_decay: float = 0.05, layer_decay: float = 1.0) -> List[Dict]:
+    """AdamW parameter groups with layer-wise lr decay (BEiT / MAE fine-tuning): the decoder gets
+    ``lr``, encoder block i gets ``lr * layer_decay ** (depth - i)``, the patch embedding
+    ``lr * layer_decay ** (depth + 1)``; no weight decay on biases and norms. ``layer_decay``
+    1.0 gives plain AdamW groups (for networks without a ``vit``, e.g. U-Nets)."""
+    network = getattr(network, "module", network)
+    depth = len(getattr(getattr(network, "vit", None), "blocks", []))
+    groups: Dict[tuple, Dict] = {}
+    for name, p in network.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("vit.patch_embedding"):
+            layer = 0
+        elif name.startswith("vit.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        else:
+            layer = depth + 1
+        decay = 0.0 if (p.ndim == 1 or name.endswith(".bias")) else weight_decay
+        scale = layer_decay ** (depth + 1 - layer)
+        group = groups.setdefault((layer, decay), {"params": [], "weight_decay": decay, "lr": lr * scale, "lr_scale": scale})
+        group["params"].append(p)
+    return list(groups.values())

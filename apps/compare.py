@@ -1,0 +1,225 @@
+"""The comparison of the VasoMIM paper's table on our data, as a sequence of real bundle runs.
+
+    python -m apps.compare --out runs/compare                  # full CPU-sized run (hours on 2 cores)
+    python -m apps.compare --out runs/compare_quick --quick    # minutes: plumbing check only
+
+Steps (each skipped when its output exists, so an interrupted run resumes):
+  1. prepare the real sets of ../shared/data (XCAD with its few-shot split, ARCADE stenosis with
+     its 200 / 100 split, 20 of the 200 training frames held out for validation, Kragujevac and
+     DICOM cine frames) and a synthetic labelled set;
+  2. pre-train two encoders with the VasoMIM bundle on unlabeled frames (synthetic + ARCADE +
+     Kragujevac + DICOM cines; no labels): plain MAE (--plain_mae true) and VasoMIM;
+  3. fine-tune with the vessel segmentation bundle: U-Net from scratch, ViT from scratch, MAE
+     pre-trained, VasoMIM pre-trained; task A (vessels) trained on synthetic frames only, and on
+     synthetic + the 5 XCAD few-shot frames (repeated 10x); task B (ARCADE stenosis);
+  4. evaluate each on its test sets (XCAD test, synthetic test, ARCADE test), plus the Frangi
+     baseline (no training) on the vessel test sets;
+  5. write OUT/results.md (the table, with wall times and the exact settings) and OUT/results.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import fire
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("ANGIOKIT_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+VASOMIM = os.path.join(REPO, "bundles", "vasomim_pretrain", "configs")
+SEG = os.path.join(REPO, "bundles", "xa_vessel_seg", "configs")
+MODELS = ("unet_scratch", "vit_scratch", "mae", "vasomim")
+MODEL_NAMES = {"frangi": "Frangi (no training)", "unet_scratch": "U-Net from scratch", "vit_scratch": "ViT from scratch", "mae": "MAE pre-trained", "vasomim": "VasoMIM pre-trained"}
+
+
+def _run(cmd: List[str], log: str) -> float:
+    """Run a command, tee its output to ``log``; raise with the log's tail on failure."""
+    start = time.time()
+    print(f"$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        tail = open(log).read()[-3000:]
+        raise RuntimeError(f"command failed ({log}):\n{tail}")
+    return time.time() - start
+
+
+def _bundle(configs: List[str], root: str, overrides: Dict) -> List[str]:
+    files = configs[0] if len(configs) == 1 else json.dumps(configs)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--bundle_root", root]
+    for k, v in overrides.items():
+        cmd += [f"--{k}", json.dumps(v) if isinstance(v, (list, bool)) else str(v)]
+    return cmd
+
+
+class Comparison:
+    def __init__(self, out: str, quick: bool, image_size: int, pretrain_epochs: int, finetune_epochs: int, synthetic: int, width: int, depth: int, workers: int):
+        self.out, self.quick = os.path.abspath(out), quick
+        self.image_size, self.pretrain_epochs, self.finetune_epochs = image_size, pretrain_epochs, finetune_epochs
+        self.synthetic, self.workers = synthetic, workers
+        heads = max(width // 64, 1)
+        self.vit = {"preset": "vit_s16", "network_def#hidden_size": width, "network_def#num_heads": heads, "network_def#mlp_dim": 4 * width, "network_def#num_layers": depth}
+        self.timings: Dict[str, float] = {}
+        os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.out, *parts)
+
+    def step(self, name: str, done_file: str, cmd: List[str]) -> None:
+        if os.path.exists(done_file):
+            print(f"[skip] {name}: {done_file} exists", flush=True)
+            return
+        self.timings[name] = _run(cmd, self.path("logs", f"{name}.log"))
+        print(f"[done] {name} in {self.timings[name] / 60:.1f} min", flush=True)
+
+    # ---- 1. data ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        from angiokit.data.adapters import prepare_arcade, prepare_dicom_frames, prepare_pairs
+        from angiokit.data.synthetic import SynthConfig
+        from angiokit.data.synthetic.export import write_synthetic_dataset
+
+        data = self.path("data")
+        if not os.path.exists(os.path.join(data, "synth", "datalist.json")):
+            write_synthetic_dataset(os.path.join(data, "synth"), self.synthetic, SynthConfig(size=512), seed=0, workers=self.workers)
+        if not os.path.exists(os.path.join(data, "xcad", "datalist.json")):
+            prepare_pairs(os.path.join(SHARED, "xcad_samples", "images"), os.path.join(SHARED, "xcad_samples", "masks"), os.path.join(data, "xcad"), split="xcad_samples")
+        if not os.path.exists(os.path.join(data, "arcade", "datalist.json")):
+            # the fixed 200 / 100 split; the last 20 training frames validate (checkpoint choice)
+            split = {"training": [str(i) for i in range(1, 181)], "validation": [str(i) for i in range(181, 201)], "test": [str(i) for i in range(201, 301)]}
+            root = os.path.join(SHARED, "arcade_stenosis_test")
+            prepare_arcade(os.path.join(root, "images"), os.path.join(root, "annotations", "test.json"), os.path.join(data, "arcade"), categories=["stenosis"], split=split)
+        if not os.path.exists(os.path.join(data, "kragujevac", "datalist.json")):
+            prepare_pairs(os.path.join(SHARED, "xa_cine_kragujevac", "images"), None, os.path.join(data, "kragujevac"))
+        if not os.path.exists(os.path.join(data, "dicom_xa", "datalist.json")):
+            prepare_dicom_frames(os.path.join(SHARED, "dicom_xa"), os.path.join(data, "dicom_xa"))
+
+    def datalist(self, name: str) -> str:
+        return self.path("data", name, "datalist.json")
+
+    # ---- 2. pre-training ----------------------------------------------------------------------
+
+    def pretrain(self, kind: str) -> str:
+        root = self.path("pretrain", kind)
+        unlabeled = ",".join(self.datalist(n) for n in ("synth", "arcade", "kragujevac", "dicom_xa"))
+        overrides = {
+            **self.vit, "datalist": unlabeled, "train#dataset#splits": ["training", "validation", "test"], "image_size": self.image_size,
+            "max_epochs": self.pretrain_epochs, "warmup_epochs": max(1, self.pretrain_epochs // 10), "batch_size": 32, "base_lr": 0.0015,
+            "num_workers": self.workers, "checkpoint_interval": max(1, self.pretrain_epochs // 2), "image_interval": max(1, self.pretrain_epochs // 2),
+            "network_def#decoder_hidden_size": 128, "network_def#decoder_num_layers": 2, "network_def#decoder_num_heads": 4, "network_def#decoder_mlp_dim": 512,
+        }
+        if kind == "mae":
+            overrides["plain_mae"] = True
+        encoder = os.path.join(root, "models", "encoder.pt")
+        self.step(f"pretrain_{kind}", encoder, _bundle([os.path.join(VASOMIM, "train.json")], root, overrides))
+        return encoder
+
+    # ---- 3./4. fine-tuning and evaluation -----------------------------------------------------------
+
+    def model_overrides(self, model: str, encoders: Dict[str, str]) -> Dict:
+        if model == "unet_scratch":
+            return {}
+        overrides = dict(self.vit)
+        if model in encoders:
+            overrides["pretrained_encoder"] = encoders[model]
+        return overrides
+
+    def finetune(self, task: str, model: str, train_datalist: str, encoders: Dict[str, str]) -> str:
+        root = self.path("finetune", task, model)
+        configs = [os.path.join(SEG, "train.json")] + ([os.path.join(SEG, "unet.json")] if model == "unet_scratch" else [])
+        overrides = {
+            "datalist": train_datalist, "image_size": self.image_size, "max_epochs": self.finetune_epochs, "warmup_epochs": max(1, self.finetune_epochs // 10),
+            "val_interval": max(1, self.finetune_epochs // 10), "batch_size": 8, "num_workers": self.workers, **self.model_overrides(model, encoders),
+        }
+        if model != "unet_scratch":
+            overrides["lr"] = 0.001
+        checkpoint = os.path.join(root, "models", "model.pt")
+        self.step(f"finetune_{task}_{model}", checkpoint, _bundle(configs, root, overrides))
+        return root
+
+    def evaluate(self, task: str, model: str, root: str, test_name: str, encoders: Dict[str, str]) -> Dict[str, float]:
+        out = os.path.join(root, f"eval_{test_name}")
+        configs = [os.path.join(SEG, "train.json")] + ([os.path.join(SEG, "unet.json")] if model == "unet_scratch" else []) + [os.path.join(SEG, "evaluate.json")]
+        overrides = {"datalist": self.datalist(test_name), "eval_split": "test", "output_dir": out, "image_size": self.image_size, "num_workers": 0, **self.model_overrides(model, {})}
+        self.step(f"evaluate_{task}_{model}_{test_name}", os.path.join(out, "metrics.csv"), _bundle(configs, root, overrides))
+        return _metrics(out)
+
+    def frangi(self, test_name: str) -> Dict[str, float]:
+        out = self.path("frangi", f"{test_name}.csv")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        cmd = [sys.executable, "-m", "apps.classical", "--datalist", self.datalist(test_name), "--method", "frangi", "--threshold", "otsu", "--csv", out]
+        self.step(f"frangi_{test_name}", out, cmd)
+        rows = list(csv.DictReader(open(out)))
+        return {"dice": sum(float(r["dice"]) for r in rows) / len(rows), "cldice": sum(float(r["cldice"]) for r in rows) / len(rows), "n": len(rows)}
+
+
+def _metrics(out: str) -> Dict[str, float]:
+    values = {}
+    for line in open(os.path.join(out, "metrics.csv")):
+        name, _, value = line.strip().replace("\t", ",").partition(",")
+        if value:
+            values[name] = float(value)
+    n = sum(1 for _ in open(os.path.join(out, "val_mean_dice_raw.csv"))) - 1
+    return {"dice": values.get("val_mean_dice"), "cldice": values.get("val_cldice"), "n": n}
+
+
+def main(out: str = "runs/compare", quick: bool = False, image_size: int = None, pretrain_epochs: int = None, finetune_epochs: int = None, synthetic: int = None, width: int = None, depth: int = None, workers: int = 1):
+    """Run (or resume) the whole comparison and write OUT/results.md."""
+    cfg = dict(image_size=64, pretrain_epochs=1, finetune_epochs=1, synthetic=12, width=32, depth=2) if quick else dict(image_size=160, pretrain_epochs=30, finetune_epochs=40, synthetic=240, width=192, depth=6)
+    given = dict(image_size=image_size, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, synthetic=synthetic, width=width, depth=depth)
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    c = Comparison(out, quick, workers=workers, **cfg)
+    started = time.time()
+    c.prepare()
+    encoders = {"mae": c.pretrain("mae"), "vasomim": c.pretrain("vasomim")}
+    repeated_xcad = ",".join([c.datalist("xcad")] * 10)
+    tasks = {
+        "vessels_synthetic": (c.datalist("synth"), ["xcad", "synth"]),
+        "vessels_synthetic_plus_xcad5": (c.datalist("synth") + "," + repeated_xcad, ["xcad", "synth"]),
+        "stenosis_arcade": (c.datalist("arcade"), ["arcade"]),
+    }
+    results: Dict[str, Dict] = {}
+    for task, (train, tests) in tasks.items():
+        for model in MODELS:
+            root = c.finetune(task, model, train, encoders)
+            for test in tests:
+                results.setdefault(task, {}).setdefault(test, {})[model] = c.evaluate(task, model, root, test, encoders)
+        if task.startswith("vessels"):
+            for test in tests:
+                results[task][test]["frangi"] = c.frangi(test)
+    report = write_report(c, cfg, results, time.time() - started)
+    print(report)
+
+
+def write_report(c: Comparison, cfg: Dict, results: Dict, seconds: float) -> str:
+    from angiokit.data.writers import atomic_path
+
+    lines = [f"Settings: {json.dumps(cfg)}; this invocation took {seconds / 60:.1f} min (steps run now: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in c.timings.items()) + ")", ""]
+    test_names = {"xcad": "XCAD test (5 real)", "synth": "synthetic test", "arcade": "ARCADE stenosis test (100 real)"}
+    for task, by_test in results.items():
+        lines += [f"### {task}", "", "| method | " + " | ".join(f"{test_names[t]} Dice | {test_names[t]} clDice" for t in by_test) + " |", "|---" * (1 + 2 * len(by_test)) + "|"]
+        for model in ("frangi",) + MODELS:
+            if not any(model in by_test[t] for t in by_test):
+                continue
+            cells = []
+            for t in by_test:
+                m = by_test[t].get(model)
+                cells += [f"{m['dice']:.3f}" if m else "-", f"{m['cldice']:.3f}" if m and m.get("cldice") is not None else "-"]
+            lines.append(f"| {MODEL_NAMES[model]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    with atomic_path(c.path("results.md")) as tmp:
+        open(tmp, "w").write(text)
+    with atomic_path(c.path("results.json")) as tmp:
+        json.dump({"settings": cfg, "results": results, "timings_s": c.timings}, open(tmp, "w"), indent=2)
+    return text
+
+
+if __name__ == "__main__":
+    fire.Fire(main)

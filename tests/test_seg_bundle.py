@@ -1,0 +1,107 @@
+"""The real vessel segmentation bundle configs: tiny CPU train -> evaluate -> inference, DICOM SEG."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_png
+from angiokit.data.dicom_seg import read_dicom_seg
+from angiokit.networks import VasoMIM, export_encoder
+
+from .bundle_utils import config, verify_metadata, workflow
+from .conftest import REPO
+
+NET = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#feature_size": 8}
+TRAIN = {**NET, "batch_size": 2, "synthetic_length": 6, "synthetic_val_length": 2, "num_workers": 0, "warmup_epochs": 1, "val_interval": 1}
+
+
+def _run(names, workflow_type, root, **overrides):
+    wf = workflow("xa_vessel_seg", names, workflow_type, bundle_root=str(root), **overrides)
+    wf.initialize()
+    assert wf.check_properties() == []
+    wf.run()
+    wf.finalize()
+    return wf
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    _run(["train"], "train", root, max_epochs=2, **TRAIN)
+    return root
+
+
+def test_metadata_and_network_io_verify():
+    proc = verify_metadata("xa_vessel_seg")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cmd = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", str(REPO / "bundles/xa_vessel_seg/configs/metadata.json"),
+           "--config_file", config("xa_vessel_seg", "train")[0], "--network_def#hidden_size", "48", "--network_def#num_heads", "2", "--network_def#mlp_dim", "96"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_train_keeps_the_best_checkpoint(trained):
+    state = torch.load(trained / "models" / "model.pt", weights_only=True)  # one object: its state dict
+    assert any(k.startswith("vit.blocks.") for k in state)
+    assert list((trained / "eval").glob("events.out.tfevents*"))
+
+
+def test_evaluate_writes_per_image_scores_summary_and_overlays(trained):
+    out = trained / "evaluation"
+    _run(["train", "evaluate"], "train", trained, output_dir=str(out), **{**NET, "num_workers": 0, "validate#dataset#synthetic_length": 3})
+    rows = list(csv.reader(open(out / "val_cldice_raw.csv")))
+    assert rows[0][0] == "filename" and len(rows) == 4
+    summary = {r[0]: float(r[1]) for r in csv.reader(open(out / "metrics.csv"), delimiter="\t") if len(r) > 1} or {
+        line.split(",")[0]: float(line.split(",")[1]) for line in open(out / "metrics.csv") if "," in line}
+    assert 0.0 <= summary["val_mean_dice"] <= 1.0 and 0.0 <= summary["val_cldice"] <= 1.0
+    assert len(list((out / "overlays").glob("*_overlay.png"))) == 3
+
+
+def test_inference_png_nifti_and_dicom_seg_agree(trained, tmp_path, small_cine):
+    inputs = tmp_path / "inputs"
+    write_png(inputs / "still.png", to_uint(small_cine.image[-1], 8))
+    write_dicom_xa(inputs / "run.dcm", to_uint(small_cine.image[:4], 8), 0.3, 66.7)
+    out = tmp_path / "pred"
+    _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs), **NET)
+    names = sorted(p.name for p in out.iterdir())
+    assert "still_seg.png" in names and "still_seg.nii.gz" in names and "run_seg.dcm" in names
+    assert read_angiogram(out / "still_seg.png").frames.shape == (1, 128, 128)  # the input's size
+    seg = pydicom.dcmread(out / "run_seg.dcm")
+    assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 4
+    source = pydicom.dcmread(inputs / "run.dcm")
+    ref = seg.PerFrameFunctionalGroupsSequence[2].DerivationImageSequence[0].SourceImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == source.SOPInstanceUID and ref.ReferencedFrameNumber == 3
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    frames = read_dicom_seg(str(out / "run_seg.dcm"))
+    for t in range(4):
+        png = read_angiogram(out / f"run_f{t:03d}_seg.png").frames[0] > 0
+        assert np.array_equal(frames[t], png)
+    assert np.array_equal(read_angiogram(out / "run_seg.nii.gz").frames > 0, frames)
+
+
+def test_unet_baseline_and_pretrained_encoder_configs_train(tmp_path):
+    unet = {k: v for k, v in TRAIN.items() if not k.startswith("network_def#")}
+    _run(["train", "unet"], "train", tmp_path / "unet", max_epochs=1, **unet)
+    assert (tmp_path / "unet" / "models" / "model.pt").exists()
+    mae = VasoMIM("vit_s16", img_size=32, hidden_size=48, num_heads=2, mlp_dim=96, num_layers=12, decoder_num_layers=1)
+    encoder = export_encoder(mae, str(tmp_path / "encoder.pt"))
+    wf = workflow("xa_vessel_seg", ["train"], "train", bundle_root=str(tmp_path / "vit"), max_epochs=1, pretrained_encoder=encoder, **TRAIN)
+    wf.initialize()
+    net = wf.parser.get_parsed_content("network")
+    assert torch.equal(net.vit.blocks[7].mlp.linear2.weight, mae.blocks[7].mlp.linear2.weight)
+
+
+def test_two_process_gloo_ddp_finishes(tmp_path):
+    overrides = sum(([f"--{k}", str(v)] for k, v in TRAIN.items()), [])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29544", "-m", "monai.bundle", "run",
+           "--config_file", json.dumps(config("xa_vessel_seg", "train", "multi_gpu_train")), "--bundle_root", str(tmp_path), "--max_epochs", "1", *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").exists()

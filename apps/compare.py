@@ -22,15 +22,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict
 
 import fire
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from apps._runner import REPO, Steps, bundle_command
+
 SHARED = os.environ.get("ANGIOKIT_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 VASOMIM = os.path.join(REPO, "bundles", "vasomim_pretrain", "configs")
 SEG = os.path.join(REPO, "bundles", "xa_vessel_seg", "configs")
@@ -38,45 +37,14 @@ MODELS = ("unet_scratch", "vit_scratch", "mae", "vasomim")
 MODEL_NAMES = {"frangi": "Frangi (no training)", "unet_scratch": "U-Net from scratch", "vit_scratch": "ViT from scratch", "mae": "MAE pre-trained", "vasomim": "VasoMIM pre-trained"}
 
 
-def _run(cmd: List[str], log: str) -> float:
-    """Run a command, tee its output to ``log``; raise with the log's tail on failure."""
-    start = time.time()
-    print(f"$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if proc.returncode != 0:
-        tail = open(log).read()[-3000:]
-        raise RuntimeError(f"command failed ({log}):\n{tail}")
-    return time.time() - start
-
-
-def _bundle(configs: List[str], root: str, overrides: Dict) -> List[str]:
-    files = configs[0] if len(configs) == 1 else json.dumps(configs)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--bundle_root", root]
-    for k, v in overrides.items():
-        cmd += [f"--{k}", json.dumps(v) if isinstance(v, (list, bool)) else str(v)]
-    return cmd
-
-
-class Comparison:
+class Comparison(Steps):
     def __init__(self, out: str, quick: bool, image_size: int, pretrain_epochs: int, finetune_epochs: int, synthetic: int, width: int, depth: int, workers: int):
-        self.out, self.quick = os.path.abspath(out), quick
+        super().__init__(out)
+        self.quick = quick
         self.image_size, self.pretrain_epochs, self.finetune_epochs = image_size, pretrain_epochs, finetune_epochs
         self.synthetic, self.workers = synthetic, workers
         heads = max(width // 64, 1)
         self.vit = {"preset": "vit_s16", "network_def#hidden_size": width, "network_def#num_heads": heads, "network_def#mlp_dim": 4 * width, "network_def#num_layers": depth}
-        self.timings: Dict[str, float] = {}
-        os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
-
-    def path(self, *parts) -> str:
-        return os.path.join(self.out, *parts)
-
-    def step(self, name: str, done_file: str, cmd: List[str]) -> None:
-        if os.path.exists(done_file):
-            print(f"[skip] {name}: {done_file} exists", flush=True)
-            return
-        self.timings[name] = _run(cmd, self.path("logs", f"{name}.log"))
-        print(f"[done] {name} in {self.timings[name] / 60:.1f} min", flush=True)
 
     # ---- 1. data ------------------------------------------------------------------------------
 
@@ -117,7 +85,7 @@ class Comparison:
         if kind == "mae":
             overrides["plain_mae"] = True
         encoder = os.path.join(root, "models", "encoder.pt")
-        self.step(f"pretrain_{kind}", encoder, _bundle([os.path.join(VASOMIM, "train.json")], root, overrides))
+        self.run(f"pretrain_{kind}", encoder, bundle_command([os.path.join(VASOMIM, "train.json")], root, overrides))
         return encoder
 
     # ---- 3./4. fine-tuning and evaluation -----------------------------------------------------------
@@ -140,21 +108,21 @@ class Comparison:
         if model != "unet_scratch":
             overrides["lr"] = 0.001
         checkpoint = os.path.join(root, "models", "model.pt")
-        self.step(f"finetune_{task}_{model}", checkpoint, _bundle(configs, root, overrides))
+        self.run(f"finetune_{task}_{model}", checkpoint, bundle_command(configs, root, overrides))
         return root
 
     def evaluate(self, task: str, model: str, root: str, test_name: str, encoders: Dict[str, str]) -> Dict[str, float]:
         out = os.path.join(root, f"eval_{test_name}")
         configs = [os.path.join(SEG, "train.json")] + ([os.path.join(SEG, "unet.json")] if model == "unet_scratch" else []) + [os.path.join(SEG, "evaluate.json")]
         overrides = {"datalist": self.datalist(test_name), "eval_split": "test", "output_dir": out, "image_size": self.image_size, "num_workers": 0, **self.model_overrides(model, {})}
-        self.step(f"evaluate_{task}_{model}_{test_name}", os.path.join(out, "metrics.csv"), _bundle(configs, root, overrides))
+        self.run(f"evaluate_{task}_{model}_{test_name}", os.path.join(out, "metrics.csv"), bundle_command(configs, root, overrides))
         return _metrics(out)
 
     def frangi(self, test_name: str) -> Dict[str, float]:
         out = self.path("frangi", f"{test_name}.csv")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         cmd = [sys.executable, "-m", "apps.classical", "--datalist", self.datalist(test_name), "--method", "frangi", "--threshold", "otsu", "--csv", out]
-        self.step(f"frangi_{test_name}", out, cmd)
+        self.run(f"frangi_{test_name}", out, cmd)
         rows = list(csv.DictReader(open(out)))
         return {"dice": sum(float(r["dice"]) for r in rows) / len(rows), "cldice": sum(float(r["cldice"]) for r in rows) / len(rows), "n": len(rows)}
 

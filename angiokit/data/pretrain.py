@@ -39,8 +39,8 @@ class LoadAngiogramd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = d[key]
-            if not isinstance(path, (str, os.PathLike)):
-                continue
+            if not isinstance(path, (str, os.PathLike)) or not str(path):
+                continue  # already loaded, or an optional image that is absent ("")
             angio = read_angiogram(path, frames=d.get("frame", self.frame))
             meta = {"filename_or_obj": str(path), "pixel_spacing_mm": angio.meta.get("pixel_spacing_mm") or 0.0}
             d[key] = MetaTensor(torch.from_numpy(angio.frames), meta=meta)

@@ -1,18 +1,23 @@
 """Networks: VasoMIM (MAE + guided masking), anatomy guidance, encoder export, classical baseline."""
 
 from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter
+from .cas_iqa import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
 from .classical import VesselnessThresholdSegmenter
-from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder
+from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
 from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
-from .segmenter import ViTSegmenter, layer_decay_param_groups, resize_position_embeddings
+from .segmenter import ViTSegmenter, layer_decay_param_groups
 from .vasomim import PRESETS, VasoMIM
 
 __all__ = [
     "AnatomyGuidance",
+    "CASIQA",
     "EncoderKeyError",
     "FrozenSegmenter",
+    "HFVisionEncoder",
+    "IQALoss",
     "PRESETS",
     "VasoMIM",
+    "ViTRegressor",
     "ViTSegmenter",
     "VesselnessSegmenter",
     "VesselnessThresholdSegmenter",
@@ -21,6 +26,7 @@ __all__ = [
     "guided_masking",
     "layer_decay_param_groups",
     "load_encoder",
+    "load_encoder_file",
     "patch_probabilities",
     "reference_guided_masking",
     "resize_position_embeddings",

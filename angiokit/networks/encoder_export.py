@@ -58,6 +58,58 @@ def load_encoder(network: nn.Module, encoder_state: Dict[str, torch.Tensor], str
     return missing, unexpected
 
 
+def resize_position_embeddings(pos: torch.Tensor, num_patches: int) -> torch.Tensor:
+    """[1, N, D] position embeddings of a square grid -> [1, num_patches, D] (bicubic), so an
+    encoder pre-trained at one size fine-tunes at another (as MAE does)."""
+    import math
+
+    import torch.nn.functional as F
+
+    n, d = pos.shape[1], pos.shape[2]
+    if n == num_patches:
+        return pos
+    old, new = int(math.isqrt(n)), int(math.isqrt(num_patches))
+    if old * old != n or new * new != num_patches:
+        raise ValueError(f"position embeddings of {n} patches cannot be resized to {num_patches}: both grids must be square")
+    grid = pos.reshape(1, old, old, d).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=(new, new), mode="bicubic", align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, new * new, d).to(pos.dtype)
+
+
+def load_encoder_file(network: nn.Module, path: str, expected: Dict = None) -> Tuple[List[str], List[str]]:
+    """Load an ``export_encoder`` file into ``network`` (a ViT or a network with ``.vit``):
+    checks the exported configuration against ``expected`` (hidden_size, num_layers, ...),
+    resizes position embeddings to the network's patch grid, then loads strictly."""
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: pre-trained encoder not found (train the VasoMIM bundle, or give no pretrained_encoder)")
+    exported = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(exported, dict) or "encoder" not in exported:
+        raise ValueError(f"{path}: not an encoder export (expected a dict with 'encoder' and 'config')")
+    theirs = exported.get("config", {})
+    clash = {k: (theirs[k], v) for k, v in (expected or {}).items() if k in theirs and theirs[k] != v}
+    if clash:
+        raise ValueError(f"{path}: encoder was pre-trained with {', '.join(f'{k}={a}' for k, (a, b) in clash.items())}; this network has {', '.join(f'{k}={b}' for k, (a, b) in clash.items())}")
+    state = dict(exported["encoder"])
+    vit = getattr(network, "vit", network)
+    key = "patch_embedding.position_embeddings"
+    if key in state:
+        state[key] = resize_position_embeddings(state[key], vit.patch_embedding.n_patches)
+    return load_encoder(network, state, strict=True)
+
+
+def vit_config(vit: nn.Module) -> Dict:
+    """The encoder arguments an export must match, read off a MONAI ViT."""
+    block = vit.blocks[0]
+    return {
+        "hidden_size": vit.patch_embedding.patch_embeddings.weight.shape[0],
+        "num_layers": len(vit.blocks),
+        "mlp_dim": block.mlp.linear1.out_features,
+        "num_heads": block.attn.num_heads,
+    }
+
+
 def export_encoder(mae: nn.Module, path: str) -> str:
     """Write {"encoder": ViT-layout state dict, "config": ViT constructor arguments} to ``path``."""
     from ..data.writers import atomic_path

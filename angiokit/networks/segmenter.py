@@ -10,32 +10,15 @@ Its ViT sits under ``vit.``, the key layout ``load_encoder`` fills.
 from __future__ import annotations
 
 import logging
-import math
-import os
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import UNETR, ViT
 
-from .encoder_export import load_encoder
+from .encoder_export import load_encoder_file
 from .vasomim import PRESETS, freeze_unused_cross_attention
 
 logger = logging.getLogger(__name__)
-
-
-def resize_position_embeddings(pos: torch.Tensor, num_patches: int) -> torch.Tensor:
-    """[1, N, D] position embeddings of a square grid -> [1, num_patches, D] (bicubic), so an
-    encoder pre-trained at one size fine-tunes at another (as MAE does)."""
-    n, d = pos.shape[1], pos.shape[2]
-    if n == num_patches:
-        return pos
-    old, new = int(math.isqrt(n)), int(math.isqrt(num_patches))
-    if old * old != n or new * new != num_patches:
-        raise ValueError(f"position embeddings of {n} patches cannot be resized to {num_patches}: both grids must be square")
-    grid = pos.reshape(1, old, old, d).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(new, new), mode="bicubic", align_corners=False)
-    return grid.permute(0, 2, 3, 1).reshape(1, new * new, d).to(pos.dtype)
 
 
 class ViTSegmenter(UNETR):
@@ -85,20 +68,7 @@ class ViTSegmenter(UNETR):
             self.load_pretrained(pretrained_encoder)
 
     def load_pretrained(self, path: str) -> None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: pre-trained encoder not found (train the VasoMIM bundle, or give no pretrained_encoder)")
-        exported = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(exported, dict) or "encoder" not in exported:
-            raise ValueError(f"{path}: not an encoder export (expected a dict with 'encoder' and 'config')")
-        theirs = exported.get("config", {})
-        clash = {k: (theirs[k], v) for k, v in self.encoder_config.items() if k in theirs and theirs[k] != v}
-        if clash:
-            raise ValueError(f"{path}: encoder was pre-trained with {', '.join(f'{k}={a}' for k, (a, b) in clash.items())}; this segmenter has {', '.join(f'{k}={b}' for k, (a, b) in clash.items())}")
-        state = dict(exported["encoder"])
-        key = "patch_embedding.position_embeddings"
-        if key in state:
-            state[key] = resize_position_embeddings(state[key], self.vit.patch_embedding.n_patches)
-        load_encoder(self, state, strict=True)
+        load_encoder_file(self, path, self.encoder_config)
         logger.info(f"loaded pre-trained encoder from {path}")
 
     def forward(self, x_in: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,112 @@
+"""Datasets of scored synthetic angiograms for CAS-IQA (the synthetic benchmark or imported CSVs).
+
+A sample: image (S), fluoro (F), reference (C) as [1, S, S] in [0, 1] (a missing auxiliary
+image is zeros with ``<name>_available`` False), ``target`` [M, 6]: the raters' distribution
+over the five levels and the MOS per metric. Intensities are scaled by a fixed 1/255, not per
+image: blotches and wash-outs are what is being judged.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from monai.data import Dataset
+from monai.transforms import Compose, RandFlipd, Resized, ScaleIntensityRanged
+
+from .errors import AngioDataError
+from .pretrain import LoadAngiogramd
+from .quality import METRICS, read_scores_csv, write_quality_benchmark
+
+AUX = {"fluoro": "aux_fluoro", "reference": "aux_reference"}
+IMAGE_KEYS = ("image", "fluoro", "reference")
+
+
+class _FillMissingAux:
+    """Zeros for auxiliary images a row does not have (still a path-less "" after loading), and
+    the availability flags."""
+
+    def __call__(self, d: Dict) -> Dict:
+        d = dict(d)
+        for key in AUX:
+            missing = isinstance(d.get(key, ""), str)
+            d[f"{key}_available"] = torch.tensor(not missing)
+            if missing:
+                d[key] = torch.zeros_like(d["image"])
+        return d
+
+
+def quality_transforms(image_size: int, augment: bool = False) -> Compose:
+    keys = list(IMAGE_KEYS)
+    steps = [
+        LoadAngiogramd(keys, allow_missing_keys=True),
+        _FillMissingAux(),
+        ScaleIntensityRanged(keys, a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+        Resized(keys, spatial_size=(image_size, image_size), mode="area"),
+    ]
+    if augment:
+        steps.append(RandFlipd(keys, prob=0.5, spatial_axis=1))
+    return Compose(steps)
+
+
+def rows_to_items(rows: List[dict], metrics: Sequence[str] = METRICS) -> List[dict]:
+    items = []
+    for r in rows:
+        target = np.array([r[f"{m}_distribution"] + [r[f"{m}_mos"]] for m in metrics], dtype=np.float32)
+        item = {"image": r["image"], "target": torch.from_numpy(target), "case": r["case"]}
+        for key, column in AUX.items():
+            item[key] = r.get(column, "")
+        items.append(item)
+    return items
+
+
+def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0) -> str:
+    """``root``/scores.csv of the synthetic benchmark, generated on first use."""
+    path = os.path.join(root, "scores.csv")
+    if not os.path.isfile(path):
+        write_quality_benchmark(root, n=n, size=size, seed=seed)
+    return path
+
+
+def quality_dataset(scores_csv: str, splits: Sequence[str] = ("training",), image_size: int = 224, augment: bool = False) -> Dataset:
+    """Rows of ``scores_csv`` in ``splits`` (rows without a split belong to every split)."""
+    rows = [r for r in read_scores_csv(scores_csv) if not r["split"] or r["split"] in splits]
+    if not rows:
+        raise AngioDataError(scores_csv, f"no rows in splits {list(splits)}")
+    return Dataset(rows_to_items(rows), transform=quality_transforms(image_size, augment))
+
+
+def prepare_quality_batch(batch: Dict, device=None, non_blocking: bool = False, **_):
+    """MONAI ``prepare_batch``: (S, target, (), auxiliary images and their flags as kwargs)."""
+    move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+    kwargs = {k: move(batch[k]).float() for k in ("fluoro", "reference")}
+    kwargs.update({f"{k}_available": move(batch[f"{k}_available"]) for k in ("fluoro", "reference")})
+    target = move(batch["target"]) if "target" in batch else None
+    return move(batch["image"]).float(), target, (), kwargs
+
+
+def folder_items(input_glob: str) -> List[dict]:
+    """Synthetic angiograms to score from files matching ``input_glob`` (comma-separated globs
+    allowed); auxiliary images are found by the naming rule ``<stem>_aux_fluoro.<ext>`` and
+    ``<stem>_aux_reference.<ext>`` beside each image (files named ``*_aux_*`` are not scored)."""
+    items = []
+    for pattern in [p.strip() for p in str(input_glob).split(",") if p.strip()]:
+        found = sorted(f for f in glob.glob(pattern) if os.path.isfile(f) and "_aux_" not in os.path.basename(f) and not f.endswith((".csv", ".json")))
+        if not found:
+            raise AngioDataError(pattern, "no images to score match")
+        for path in found:
+            stem, ext = os.path.splitext(path)
+            item = {"image": path, "target": torch.zeros(len(METRICS), 6), "case": os.path.basename(stem)}
+            for key, suffix in AUX.items():
+                aux = f"{stem}_{suffix}{ext}"
+                item[key] = aux if os.path.isfile(aux) else ""
+            items.append(item)
+    return items
+
+
+def inference_dataset(input_glob: Optional[str] = None, scores_csv: Optional[str] = None, image_size: int = 224) -> Dataset:
+    items = folder_items(input_glob) if input_glob else rows_to_items(read_scores_csv(scores_csv))
+    return Dataset(items, transform=quality_transforms(image_size, augment=False))

@@ -1,0 +1,307 @@
+"""CAS-IQA: quality of synthetic angiograms on clinical metrics, asked as text prompts.
+
+    S [B, 1, H, W] (+ auxiliary F, C)  --shared ViT-->  visual tokens [B, N, D] per image
+    MUST (Multi-path featUre fuSion and rouTing):
+        paths   "self"       S tokens
+                "fluoro"     S tokens attending to F's tokens   (cross-attention)
+                "reference"  S tokens attending to C's tokens   (cross-attention)
+        per metric query q_m (the text encoder's embedding of the metric's prompt):
+            token routing   attention pooling of each path's tokens with q_m     -> v_mp [D]
+            path routing    softmax over the available paths of router(q_m, v_mp) -> w_mp, sum 1
+            fused           z_m = sum_p w_mp v_mp
+    head  (z_m, q_m) -> logits over five levels (bad, poor, fair, good, excellent);
+          score = expectation over the levels, 1-5, as VLM scorers do.
+
+A metric is a prompt, not a hard-coded output: new prompts train without code changes. The text
+encoder reads UTF-8 bytes (a byte-level tokenizer: no vocabulary file to ship).
+Ablations: ``auxiliary=()`` (S alone) and ``fusion="mean"`` (no MUST: mean-pooled S and
+auxiliary features concatenated, one linear map per query).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import ViT
+from torch import nn
+
+from ..metrics.correlation import expected_level
+from .encoder_export import load_encoder_file, vit_config
+from .vasomim import PRESETS, freeze_unused_cross_attention
+
+DEFAULT_PROMPTS = {
+    "guidewire": "How visible is the guidewire in this synthetic angiogram?",
+    "branch": "How well can the vessel branches be told apart in this synthetic angiogram?",
+    "artifact": "How free is this synthetic angiogram from artifacts?",
+}
+AUX_PATHS = ("fluoro", "reference")
+
+
+class ByteTextEncoder(nn.Module):
+    """Prompt -> [D] embedding: UTF-8 bytes, learned byte and position embeddings, a small
+    transformer, mean pooling over the non-padding bytes."""
+
+    def __init__(self, dim: int = 256, layers: int = 2, heads: int = 4, max_bytes: int = 128):
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.embed = nn.Embedding(257, dim, padding_idx=256)  # 256 = padding
+        self.position = nn.Parameter(torch.zeros(1, max_bytes, dim))
+        nn.init.trunc_normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def tokenize(self, prompts: Sequence[str], device) -> torch.Tensor:
+        ids = torch.full((len(prompts), self.max_bytes), 256, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            b = list(p.encode("utf-8"))[: self.max_bytes]
+            ids[i, : len(b)] = torch.tensor(b, dtype=torch.long)
+        return ids.to(device)
+
+    def forward(self, prompts: Sequence[str]) -> torch.Tensor:
+        ids = self.tokenize(prompts, self.position.device)
+        pad = ids == 256
+        x = self.encoder(self.embed(ids) + self.position, src_key_padding_mask=pad)
+        keep = (~pad).float()[..., None]
+        return self.norm((x * keep).sum(1) / keep.sum(1).clamp_min(1.0))
+
+
+class CrossAttentionPath(nn.Module):
+    """S tokens attending to an auxiliary image's tokens (pre-norm, residual, MLP)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm_q, self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, s: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        kv = self.norm_kv(aux)
+        x = s + self.attention(self.norm_q(s), kv, kv, need_weights=False)[0]
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class MUST(nn.Module):
+    """Multi-path feature fusion and per-metric routing (see the module doc)."""
+
+    def __init__(self, dim: int, heads: int, paths: Sequence[str] = ("self",) + AUX_PATHS):
+        super().__init__()
+        self.paths = tuple(paths)
+        self.cross = nn.ModuleDict({p: CrossAttentionPath(dim, heads) for p in self.paths if p != "self"})
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.router = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, s: torch.Tensor, aux: Dict[str, Optional[torch.Tensor]], queries: torch.Tensor, available: Optional[Dict[str, torch.Tensor]] = None):
+        """s [B, N, D]; aux name -> [B, N', D] tokens or None; queries [M, D]; ``available``
+        name -> [B] bool marks which samples have that auxiliary image (default: all, when given).
+
+        Returns fused [B, M, D], path weights [B, M, P] (zero for missing paths, rows sum to 1)
+        and token weights [B, M, P, N].
+        """
+        b, m = s.shape[0], queries.shape[0]
+        tokens, masks = [], []
+        for p in self.paths:
+            if p == "self":
+                tokens.append(s)
+                masks.append(torch.ones(b, dtype=torch.bool, device=s.device))
+            elif aux.get(p) is not None:
+                tokens.append(self.cross[p](s, aux[p]))
+                masks.append(available[p].to(s.device).bool() if available and p in available else torch.ones(b, dtype=torch.bool, device=s.device))
+            else:
+                tokens.append(torch.zeros_like(s))
+                masks.append(torch.zeros(b, dtype=torch.bool, device=s.device))
+        t = torch.stack(tokens, 1)  # [B, P, N, D]
+        q = self.query(queries)  # [M, D]
+        logits = torch.einsum("md,bpnd->bmpn", q, self.key(t)) * self.scale
+        token_weights = logits.softmax(-1)  # routing of visual tokens per metric and path
+        pooled = torch.einsum("bmpn,bpnd->bmpd", token_weights, self.value(t))
+        qexp = queries[None, :, None, :].expand(b, m, len(self.paths), -1)
+        route = self.router(torch.cat([qexp, pooled], -1))[..., 0]  # [B, M, P]
+        mask = torch.stack(masks, 1)[:, None, :]  # [B, 1, P]
+        path_weights = route.masked_fill(~mask, float("-inf")).softmax(-1)
+        fused = torch.einsum("bmp,bmpd->bmd", path_weights, pooled)
+        return fused, path_weights, token_weights
+
+
+class CASIQA(nn.Module):
+    """Scores synthetic angiograms on prompted metrics.
+
+    Args:
+        preset / hidden_size / num_layers / num_heads / mlp_dim: the shared ViT image encoder
+            (VasoMIM presets; keywords override).
+        img_size: input size (square, multiple of 16).
+        prompts: metric name -> prompt (default: guidewire visibility, branch discernibility,
+            artifact interference).
+        auxiliary: which auxiliary images are used ("fluoro", "reference"); () = S alone.
+        fusion: "must" or "mean" (ablation without MUST).
+        pretrained_encoder: a VasoMIM encoder export to start the image encoder from.
+        image_encoder: any module mapping [B, 1, H, W] -> [B, N, D] tokens in place of the ViT
+            (e.g. ``HFVisionEncoder``); then ``hidden_size`` must be its D.
+        aux_dropout: in training, the chance that a sample's auxiliary image is hidden, so the
+            model also learns to score without it (MONAI Label studies may lack them).
+    """
+
+    def __init__(
+        self,
+        preset: str = "vit_b16",
+        img_size: int = 224,
+        prompts: Optional[Dict[str, str]] = None,
+        auxiliary: Sequence[str] = AUX_PATHS,
+        fusion: str = "must",
+        pretrained_encoder: Optional[str] = None,
+        image_encoder: Optional[nn.Module] = None,
+        text_layers: int = 2,
+        dropout: float = 0.0,
+        aux_dropout: float = 0.0,
+        **overrides,
+    ):
+        super().__init__()
+        self.aux_dropout = float(aux_dropout)
+        if fusion not in ("must", "mean"):
+            raise ValueError(f"fusion must be 'must' or 'mean', got {fusion!r}")
+        unknown = set(auxiliary) - set(AUX_PATHS)
+        if unknown:
+            raise ValueError(f"unknown auxiliary images {sorted(unknown)}; known: {AUX_PATHS}")
+        cfg = {**PRESETS[preset], **overrides}
+        dim, heads = cfg["hidden_size"], cfg["num_heads"]
+        if image_encoder is None:
+            self.vit = ViT(in_channels=1, img_size=img_size, patch_size=16, hidden_size=dim, mlp_dim=cfg["mlp_dim"], num_layers=cfg["num_layers"], num_heads=heads, qkv_bias=True, dropout_rate=dropout, spatial_dims=2)
+            freeze_unused_cross_attention(self.vit)
+            if pretrained_encoder:
+                load_encoder_file(self.vit, pretrained_encoder, vit_config(self.vit))
+            self.image_encoder = None
+        else:
+            self.vit, self.image_encoder = None, image_encoder
+        self.prompts = dict(prompts or DEFAULT_PROMPTS)
+        self.metrics = list(self.prompts)
+        self.auxiliary, self.fusion = tuple(auxiliary), fusion
+        self.text = ByteTextEncoder(dim, text_layers, max(1, dim // 64))
+        if fusion == "must":
+            self.must = MUST(dim, heads, ("self",) + self.auxiliary)
+        else:
+            self.mean_fusion = nn.Linear(dim * (1 + len(self.auxiliary)), dim)
+        self.head = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, 5))
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        if self.image_encoder is not None:
+            return self.image_encoder(x)
+        tokens, _ = self.vit(x)
+        return tokens
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        fluoro: Optional[torch.Tensor] = None,
+        reference: Optional[torch.Tensor] = None,
+        prompts: Optional[Sequence[str]] = None,
+        fluoro_available: Optional[torch.Tensor] = None,
+        reference_available: Optional[torch.Tensor] = None,
+    ):
+        """Logits [B, M, 5] for the metrics' prompts (or the given ``prompts``).
+
+        Auxiliary images the model was not built for are ignored; a missing one (None, or
+        ``<name>_available`` False for a sample in a mixed batch) drops its path.
+        """
+        s = self.encode_image(image)
+        given = {"fluoro": (fluoro, fluoro_available), "reference": (reference, reference_available)}
+        aux = {p: self.encode_image(given[p][0]) if given[p][0] is not None else None for p in self.auxiliary}
+        available = {p: given[p][1] for p in self.auxiliary if given[p][1] is not None}
+        if self.training and self.aux_dropout > 0:
+            for p in self.auxiliary:
+                if aux[p] is not None:
+                    keep = torch.rand(image.shape[0], device=image.device) >= self.aux_dropout
+                    available[p] = keep if p not in available else available[p].bool() & keep
+        queries = self.text(list(prompts) if prompts is not None else [self.prompts[m] for m in self.metrics])
+        if self.fusion == "must":
+            fused, self.last_path_weights, self.last_token_weights = self.must(s, aux, queries, available)
+        else:
+            feats = [s.mean(1)]
+            for p, a in aux.items():
+                f = a.mean(1) if a is not None else torch.zeros_like(s[:, 0])
+                if p in available:
+                    f = f * available[p].to(f.dtype)[:, None]
+                feats.append(f)
+            fused = self.mean_fusion(torch.cat(feats, -1))[:, None].expand(-1, queries.shape[0], -1)
+        q = queries[None].expand(fused.shape[0], -1, -1)
+        return self.head(torch.cat([fused, q], -1))
+
+    @staticmethod
+    def scores(logits: torch.Tensor) -> torch.Tensor:
+        """Expected level (1-5) per metric: [B, M]."""
+        return expected_level(logits)
+
+
+def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson correlation per metric over the batch, averaged: [B, M] inputs."""
+    p, t = pred - pred.mean(0), target - target.mean(0)
+    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0)).clamp_min(1e-6)
+    return (1.0 - r).mean()
+
+
+class IQALoss(nn.Module):
+    """For level logits [B, M, 5]: cross-entropy against the raters' distribution over the five
+    levels; for score regressors [B, M]: mean squared error to the MOS. Plus ``plcc_weight`` x
+    (1 - PLCC) of the scores. ``target`` [B, M, 6]: the distribution, then the MOS."""
+
+    def __init__(self, plcc_weight: float = 0.0):
+        super().__init__()
+        self.plcc_weight = float(plcc_weight)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        distribution, mos = target[..., :5].float(), target[..., 5].float()
+        if pred.ndim == 3:
+            loss = -(distribution * F.log_softmax(pred.float(), -1)).sum(-1).mean()
+            scores = CASIQA.scores(pred)
+        else:
+            scores = pred.float()
+            loss = F.mse_loss(scores, mos)
+        if self.plcc_weight > 0 and pred.shape[0] > 2:
+            loss = loss + self.plcc_weight * plcc_loss(scores, mos)
+        return loss
+
+
+class ViTRegressor(nn.Module):
+    """Baseline: a plain ViT on S alone, mean-pooled, regressing the metric scores (no prompts,
+    no auxiliary images, no MUST)."""
+
+    def __init__(self, preset: str = "vit_b16", img_size: int = 224, num_metrics: int = 3, pretrained_encoder: Optional[str] = None, **overrides):
+        super().__init__()
+        cfg = {**PRESETS[preset], **overrides}
+        self.vit = ViT(in_channels=1, img_size=img_size, patch_size=16, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_layers=cfg["num_layers"], num_heads=cfg["num_heads"], qkv_bias=True, spatial_dims=2)
+        freeze_unused_cross_attention(self.vit)
+        if pretrained_encoder:
+            load_encoder_file(self.vit, pretrained_encoder, vit_config(self.vit))
+        self.head = nn.Sequential(nn.LayerNorm(cfg["hidden_size"]), nn.Linear(cfg["hidden_size"], num_metrics))
+
+    def forward(self, image: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        tokens, _ = self.vit(image)
+        return 3.0 + 2.0 * torch.tanh(self.head(tokens.mean(1)))  # [B, M] in (1, 5)
+
+
+class HFVisionEncoder(nn.Module):
+    """A Hugging Face vision (or vision-language) backbone from a local path as the image
+    encoder: ``AutoModel.from_pretrained(path)``; a VLM's ``vision_model`` is used when present.
+    Grey frames are repeated to the backbone's channels; tokens are projected to ``dim``."""
+
+    def __init__(self, path: str, dim: int, local_files_only: bool = True):
+        super().__init__()
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(path, local_files_only=local_files_only)
+        self.backbone = getattr(model, "vision_model", model)
+        config = self.backbone.config
+        self.channels = int(getattr(config, "num_channels", 3))
+        self.project = nn.Linear(int(config.hidden_size), dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1)
+        out = self.backbone(pixel_values=x)
+        return self.project(out.last_hidden_state)
+
+
+__all__: List[str] = ["CASIQA", "ByteTextEncoder", "DEFAULT_PROMPTS", "HFVisionEncoder", "IQALoss", "MUST", "ViTRegressor", "plcc_loss"]

@@ -1,0 +1,53 @@
+"""Running bundle workflows as subprocesses with logs, shared by the experiment apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_logged(cmd: List[str], log: str) -> float:
+    """Run a command from the repository root, output to ``log``; seconds taken. Raises with
+    the log's tail on failure."""
+    start = time.time()
+    print(f"$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"command failed ({log}):\n{open(log).read()[-3000:]}")
+    return time.time() - start
+
+
+def bundle_command(configs: List[str], root: str, overrides: Dict) -> List[str]:
+    """``python -m monai.bundle run`` of ``configs`` (later ones override earlier ones)."""
+    files = configs[0] if len(configs) == 1 else json.dumps(configs)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--bundle_root", root]
+    for k, v in overrides.items():
+        cmd += [f"--{k}", json.dumps(v) if isinstance(v, (list, bool, dict)) else str(v)]
+    return cmd
+
+
+class Steps:
+    """Named steps that are skipped when their output exists (so a run resumes)."""
+
+    def __init__(self, out: str):
+        self.out = os.path.abspath(out)
+        self.timings: Dict[str, float] = {}
+
+    def path(self, *parts) -> str:
+        return os.path.join(self.out, *parts)
+
+    def run(self, name: str, done_file: str, cmd: List[str]) -> None:
+        if os.path.exists(done_file):
+            print(f"[skip] {name}: {done_file} exists", flush=True)
+            return
+        self.timings[name] = run_logged(cmd, self.path("logs", f"{name}.log"))
+        print(f"[done] {name} in {self.timings[name] / 60:.1f} min", flush=True)

@@ -3,10 +3,12 @@
     S [B, 1, H, W] (+ auxiliary F, C)  --shared ViT-->  visual tokens [B, N, D] per image
     MUST (Multi-path featUre fuSion and rouTing):
         paths   "self"       S tokens
-                "fluoro"     S tokens attending to F's tokens   (cross-attention)
-                "reference"  S tokens attending to C's tokens   (cross-attention)
+                "fluoro"     S tokens attending to F's tokens (cross-attention), and F's tokens
+                             compared with S's patch by patch (the frames align)
+                "reference"  the same with C
         per metric query q_m (the text encoder's embedding of the metric's prompt):
-            token routing   attention pooling of each path's tokens with q_m     -> v_mp [D]
+            token routing   attention pooling of each path's tokens with q_m, with
+                            the path's token-wise maximum                          -> v_mp [D]
             path routing    softmax over the available paths of router(q_m, v_mp) -> w_mp, sum 1
             fused           z_m = sum_p w_mp v_mp
     head  (z_m, q_m) -> logits over five levels (bad, poor, fair, good, excellent);
@@ -70,18 +72,25 @@ class ByteTextEncoder(nn.Module):
 
 
 class CrossAttentionPath(nn.Module):
-    """S tokens attending to an auxiliary image's tokens (pre-norm, residual, MLP)."""
+    """One auxiliary path: S's tokens attending to the auxiliary image's tokens, plus tokens that
+    compare the two patch by patch (the frames are of the same moment, so patches align).
+    Returns 2N tokens: [S attended to aux | aux compared with S]."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.norm_q, self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.compare = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def forward(self, s: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         kv = self.norm_kv(aux)
         x = s + self.attention(self.norm_q(s), kv, kv, need_weights=False)[0]
-        return x + self.mlp(self.norm_mlp(x))
+        x = x + self.mlp(self.norm_mlp(x))
+        if aux.shape[1] != s.shape[1]:
+            return x
+        compared = aux + self.compare(torch.cat([aux - s, s], -1))
+        return torch.cat([x, compared], 1)
 
 
 class MUST(nn.Module):
@@ -92,6 +101,7 @@ class MUST(nn.Module):
         self.paths = tuple(paths)
         self.cross = nn.ModuleDict({p: CrossAttentionPath(dim, heads) for p in self.paths if p != "self"})
         self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.combine = nn.Linear(2 * dim, dim)
         self.router = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
         self.scale = 1.0 / math.sqrt(dim)
 
@@ -100,7 +110,7 @@ class MUST(nn.Module):
         name -> [B] bool marks which samples have that auxiliary image (default: all, when given).
 
         Returns fused [B, M, D], path weights [B, M, P] (zero for missing paths, rows sum to 1)
-        and token weights [B, M, P, N].
+        and token weights [B, M, P, N'] (N' = the longest path; each path's weights sum to 1).
         """
         b, m = s.shape[0], queries.shape[0]
         tokens, masks = [], []
@@ -112,13 +122,24 @@ class MUST(nn.Module):
                 tokens.append(self.cross[p](s, aux[p]))
                 masks.append(available[p].to(s.device).bool() if available and p in available else torch.ones(b, dtype=torch.bool, device=s.device))
             else:
-                tokens.append(torch.zeros_like(s))
+                tokens.append(None)
                 masks.append(torch.zeros(b, dtype=torch.bool, device=s.device))
-        t = torch.stack(tokens, 1)  # [B, P, N, D]
+        n = max(t.shape[1] for t in tokens if t is not None)
+        # pad to a common token count (the self path has N, comparison paths 2N); padding is
+        # masked out of the token routing
+        token_mask = torch.stack([torch.arange(n, device=s.device) < (t.shape[1] if t is not None else 0) for t in tokens])  # [P, N]
+        t = torch.stack([F.pad(x, (0, 0, 0, n - x.shape[1])) if x is not None else s.new_zeros(b, n, s.shape[-1]) for x in tokens], 1)  # [B, P, N, D]
         q = self.query(queries)  # [M, D]
         logits = torch.einsum("md,bpnd->bmpn", q, self.key(t)) * self.scale
-        token_weights = logits.softmax(-1)  # routing of visual tokens per metric and path
-        pooled = torch.einsum("bmpn,bpnd->bmpd", token_weights, self.value(t))
+        logits = logits.masked_fill(~token_mask[None, None], float("-inf"))
+        token_weights = logits.softmax(-1).nan_to_num(nan=0.0)  # routing of visual tokens per metric and path
+        values = self.value(t)
+        attended = torch.einsum("bmpn,bpnd->bmpd", token_weights, values)
+        # the strongest response of each feature too: small structures (a guidewire covers a
+        # few patches) are lost in any average until the routing has learned to focus
+        peak = values.masked_fill(~token_mask[None, :, :, None], float("-inf")).amax(2)
+        peak = peak.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)  # [B, P, D]; a missing path has no peak
+        pooled = self.combine(torch.cat([attended, peak[:, None].expand_as(attended)], -1))
         qexp = queries[None, :, None, :].expand(b, m, len(self.paths), -1)
         route = self.router(torch.cat([qexp, pooled], -1))[..., 0]  # [B, M, P]
         mask = torch.stack(masks, 1)[:, None, :]  # [B, 1, P]
@@ -133,7 +154,8 @@ class CASIQA(nn.Module):
     Args:
         preset / hidden_size / num_layers / num_heads / mlp_dim: the shared ViT image encoder
             (VasoMIM presets; keywords override).
-        img_size: input size (square, multiple of 16).
+        img_size: input size (square, multiple of ``patch_size``).
+        patch_size: 16 (the VasoMIM encoders); smaller patches see thinner wires at small sizes.
         prompts: metric name -> prompt (default: guidewire visibility, branch discernibility,
             artifact interference).
         auxiliary: which auxiliary images are used ("fluoro", "reference"); () = S alone.
@@ -149,6 +171,7 @@ class CASIQA(nn.Module):
         self,
         preset: str = "vit_b16",
         img_size: int = 224,
+        patch_size: int = 16,
         prompts: Optional[Dict[str, str]] = None,
         auxiliary: Sequence[str] = AUX_PATHS,
         fusion: str = "must",
@@ -169,7 +192,7 @@ class CASIQA(nn.Module):
         cfg = {**PRESETS[preset], **overrides}
         dim, heads = cfg["hidden_size"], cfg["num_heads"]
         if image_encoder is None:
-            self.vit = ViT(in_channels=1, img_size=img_size, patch_size=16, hidden_size=dim, mlp_dim=cfg["mlp_dim"], num_layers=cfg["num_layers"], num_heads=heads, qkv_bias=True, dropout_rate=dropout, spatial_dims=2)
+            self.vit = ViT(in_channels=1, img_size=img_size, patch_size=patch_size, hidden_size=dim, mlp_dim=cfg["mlp_dim"], num_layers=cfg["num_layers"], num_heads=heads, qkv_bias=True, dropout_rate=dropout, spatial_dims=2)
             freeze_unused_cross_attention(self.vit)
             if pretrained_encoder:
                 load_encoder_file(self.vit, pretrained_encoder, vit_config(self.vit))

@@ -1,0 +1,168 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from angiokit.data import AngioDataError
+from angiokit.data.quality import Failure, QualityScene, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, write_quality_benchmark
+from angiokit.networks import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
+
+TINY = dict(hidden_size=64, num_heads=2, mlp_dim=128, num_layers=2)
+
+
+def test_scores_fall_monotonically_with_severity_and_raters_spread():
+    severities = np.linspace(0, 1, 11)
+    q = [score_from_severity(s) for s in severities]
+    assert q[0] == 5.0 and q[-1] == 1.0 and np.all(np.diff(q) < 0)
+    rng = np.random.default_rng(0)
+    mos = [rate({"guidewire": s, "branch": 0.0, "artifact": 1.0}, rng, raters=7)["guidewire"]["mos"] for s in severities for _ in range(20)]
+    means = np.array(mos).reshape(11, 20).mean(1)
+    assert np.all(np.diff(means) < 0.2) and means[0] > 4.3 and means[-1] < 1.7
+    r = rate({"guidewire": 0.5, "branch": 0.0, "artifact": 1.0}, rng)
+    assert sum(r["guidewire"]["distribution"]) == pytest.approx(1.0) and r["branch"]["mos"] >= 4 and r["artifact"]["mos"] <= 2
+
+
+def test_failures_change_the_synthetic_frame_where_they_should():
+    cfg = quality_config(128)
+    clean = QualityScene(cfg, 5).render_all(Failure())
+    erased = QualityScene(cfg, 5).render_all(Failure(guidewire=1.0, guidewire_mode="erase"))
+    scene = QualityScene(cfg, 5).scene
+    wire = scene.render(scene.frame_time_s(0))[2].astype(bool)
+    assert wire.any()
+    # the wire's pixels brighten when it is erased (it attenuated there); elsewhere only noise differs
+    assert (erased["synthetic"] - clean["synthetic"])[wire].mean() > 3 * abs((erased["synthetic"] - clean["synthetic"])[~wire].mean())
+    assert np.array_equal(clean["fluoro"], erased["fluoro"])  # F is the same moment, untouched
+    streaked = QualityScene(cfg, 5).render_all(Failure(artifact=1.0, artifact_modes=["checkerboard"]))
+    hf = lambda im: np.abs(np.diff(im, axis=1)).mean()  # noqa: E731
+    assert hf(streaked["synthetic"]) > 1.5 * hf(clean["synthetic"])
+
+
+def test_benchmark_files_and_csv_round_trip(tmp_path):
+    path = write_quality_benchmark(str(tmp_path), n=6, size=64, seed=3, progress=False)
+    rows = read_scores_csv(path)
+    assert len(rows) == 6 and {r["split"] for r in rows} == {"training", "validation", "test"}
+    r = rows[0]
+    assert r["aux_fluoro"].endswith(f"{r['case']}_aux_fluoro.png") and r["aux_reference"].endswith("_aux_reference.png")
+    assert 1 <= r["guidewire_mos"] <= 5 and sum(r["branch_distribution"]) == pytest.approx(1.0, abs=0.02)
+    again = write_quality_benchmark(str(tmp_path / "again"), n=6, size=64, seed=3, progress=False)
+    assert open(path).read() == open(again).read()  # deterministic by seed
+
+
+def test_importer_accepts_plain_scores_and_names_bad_rows(tmp_path):
+    good = tmp_path / "scores.csv"
+    good.write_text("synthetic,aux_fluoro,guidewire,branch,artifact\nimgs/a.png,,4.5,3,1\n")
+    rows = read_scores_csv(str(good))
+    assert rows[0]["image"] == str(tmp_path / "imgs" / "a.png") and "aux_fluoro" not in rows[0]
+    assert rows[0]["guidewire_distribution"] == pytest.approx([0, 0, 0, 0.5, 0.5]) and rows[0]["branch_mos"] == 3
+    assert level_distribution(1.0).tolist() == [1, 0, 0, 0, 0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("synthetic,guidewire,branch,artifact\na.png,7,3,3\n")
+    with pytest.raises(AngioDataError, match="row 2: guidewire score 7.0 is outside 1-5"):
+        read_scores_csv(str(bad))
+    (tmp_path / "nocol.csv").write_text("image,score\na.png,3\n")
+    with pytest.raises(AngioDataError, match="'synthetic' column"):
+        read_scores_csv(str(tmp_path / "nocol.csv"))
+
+
+def test_router_weights_sum_to_one_and_missing_paths_get_none():
+    model = CASIQA("vit_s16", img_size=32, **TINY)
+    x = torch.rand(3, 1, 32, 32)
+    logits = model(x, x, x)
+    w = model.last_path_weights
+    assert logits.shape == (3, 3, 5) and w.shape == (3, 3, 3)
+    assert torch.allclose(w.sum(-1), torch.ones(3, 3)) and (w > 0).all()
+    model(x, None, x)
+    assert torch.all(model.last_path_weights[..., 1] == 0) and torch.allclose(model.last_path_weights.sum(-1), torch.ones(3, 3))
+    model(x, x, x, fluoro_available=torch.tensor([True, False, True]))
+    assert model.last_path_weights[1, :, 1].eq(0).all() and model.last_path_weights[0, :, 1].gt(0).all()
+    assert torch.allclose(model.last_token_weights.sum(-1), torch.ones(3, 3, 3))
+    scores = CASIQA.scores(logits)
+    assert ((scores >= 1) & (scores <= 5)).all()
+
+
+def test_metrics_are_prompts_new_prompts_need_no_code():
+    model = CASIQA("vit_s16", img_size=32, **TINY)
+    x = torch.rand(2, 1, 32, 32)
+    new = model(x, x, x, prompts=["Is the catheter tip visible?", "How sharp are the vessel edges?"])
+    assert new.shape == (2, 2, 5)
+    a, b = model(x, x, x, prompts=["How visible is the guidewire?"]), model(x, x, x, prompts=["How free of artifacts is it?"])
+    assert not torch.allclose(a, b)  # the question changes the answer
+
+
+def test_ablations_and_losses():
+    x = torch.rand(4, 1, 32, 32)
+    target = torch.cat([torch.softmax(torch.randn(4, 3, 5), -1), torch.rand(4, 3, 1) * 4 + 1], -1)
+    for model in (CASIQA("vit_s16", img_size=32, auxiliary=(), **TINY), CASIQA("vit_s16", img_size=32, fusion="mean", **TINY), ViTRegressor("vit_s16", img_size=32, **TINY)):
+        out = model(x, x, x)
+        loss = IQALoss(plcc_weight=0.5)(out, target)
+        loss.backward()
+        assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="fusion"):
+        CASIQA("vit_s16", fusion="concat", **TINY)
+
+
+def test_hugging_face_backbone_from_a_local_path(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    encoder = HFVisionEncoder(str(tmp_path), dim=64)
+    model = CASIQA("vit_s16", img_size=32, image_encoder=encoder, **TINY)
+    assert model.vit is None and model(torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)).shape == (2, 3, 5)
+
+
+def _constructed_cases(n, seed, size=64):
+    """The constructed case: every S is the same frame without a guidewire; F shows a guidewire
+    in the 'erased' cases (score 1: the synthesis lost it) and none in the 'no wire' cases
+    (score 5: nothing was lost). Only F tells them apart."""
+    cfg = quality_config(size)
+    cfg.guidewire_probability = 0.0
+    base = QualityScene(cfg, seed - 1).scene
+    s_img = torch.from_numpy(base.render(base.frame_time_s(0))[0])[None]
+    items = []
+    for i in range(n):
+        erased = i % 2 == 0
+        cfg = quality_config(size)
+        cfg.guidewire_probability, cfg.guidewire_radius_mm = (1.0 if erased else 0.0), 1.5
+        scene = QualityScene(cfg, seed + i).scene
+        items.append((s_img, torch.from_numpy(scene.render(scene.frame_time_s(0), contrast=0.0)[0])[None], 1.0 if erased else 5.0))
+    return items
+
+
+class _Patches(torch.nn.Module):
+    """A one-layer patch encoder: what is under test is MUST's use of the auxiliary image, and a
+    ViT from scratch needs far more steps than a test can afford to learn to see a wire."""
+
+    def __init__(self, dim: int = 64, patch: int = 8):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, dim, patch, patch)
+
+    def forward(self, x):
+        return torch.nn.functional.gelu(self.conv(x)).flatten(2).transpose(1, 2)
+
+
+def test_removing_the_fluoro_frame_moves_the_guidewire_score_towards_uncertainty():
+    torch.manual_seed(0)
+    train, held_out = _constructed_cases(32, 1000), _constructed_cases(8, 5000)
+    model = CASIQA("vit_s16", img_size=64, auxiliary=("fluoro",), aux_dropout=0.3, prompts={"guidewire": "How visible is the guidewire?"}, image_encoder=_Patches(), **TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = IQALoss()
+    s, f, y = (torch.stack(v) if i < 2 else torch.tensor(v) for i, v in enumerate(zip(*train)))
+    target = torch.zeros(len(y), 1, 6)
+    target[torch.arange(len(y)), 0, (y - 1).long()] = 1.0
+    target[:, 0, 5] = y
+    for step in range(80):
+        idx = torch.randint(0, len(y), (16,))
+        loss = loss_fn(model(s[idx], f[idx]), target[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    hs, hf, hy = (torch.stack(v) if i < 2 else torch.tensor(v) for i, v in enumerate(zip(*held_out)))
+    with torch.no_grad():
+        with_f, without_f = CASIQA.scores(model(hs, hf))[:, 0], CASIQA.scores(model(hs))[:, 0]
+    erased, clean = hy == 1, hy == 5
+    assert with_f[erased].mean() < with_f[clean].mean() - 1.0  # with F the missing wire is seen
+    assert without_f[erased].mean() > with_f[erased].mean() + 0.5  # without F it goes unnoticed
+    assert without_f[clean].mean() < with_f[clean].mean() - 0.5

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional
 
+from .errors import AngioDataError
 from .writers import atomic_path
 
 SPLITS = ("training", "validation", "test")
@@ -78,3 +79,31 @@ def write_datalist(path, datalist: dict, **extra) -> str:
             json.dump(doc, f, indent=2)
             f.write("\n")
     return os.fspath(path)
+
+
+PATH_KEYS = ("image", "label", "label_multiclass", "guidewire", "catheter", "prior", "coarse_mask")
+
+
+def read_entries(datalist: str, splits: Iterable[str], required: Iterable[str] = ("image",), allow_empty: bool = False, path_keys: Iterable[str] = PATH_KEYS) -> List[dict]:
+    """The entries of ``splits`` with their file keys (``path_keys``) made absolute. An entry
+    lacking a ``required`` key, a missing file or (unless ``allow_empty``) no entries at all is
+    an ``AngioDataError`` naming the datalist."""
+    if not os.path.isfile(datalist):
+        raise AngioDataError(datalist, "datalist not found")
+    try:
+        with open(datalist) as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise AngioDataError(datalist, f"not valid JSON ({e})") from e
+    root = os.path.dirname(os.path.abspath(datalist))
+    path_keys = set(path_keys)
+    entries = []
+    for split in splits:
+        for entry in doc.get(split, []):
+            missing = [k for k in required if k not in entry]
+            if missing:
+                raise AngioDataError(datalist, f"entry {entry.get('image', entry)} has no {missing}; a datalist with {list(required)} is needed")
+            entries.append({k: os.path.join(root, v) if k in path_keys and isinstance(v, str) else v for k, v in entry.items()})
+    if not entries and not allow_empty:
+        raise AngioDataError(datalist, f"no entries in {list(splits)}")
+    return entries

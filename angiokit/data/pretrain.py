@@ -9,7 +9,6 @@ the frame, resized to S, and a horizontal flip.
 from __future__ import annotations
 
 import glob as globlib
-import json
 import os
 from typing import Hashable, List, Mapping, Optional, Sequence
 
@@ -19,7 +18,7 @@ from monai.config import KeysCollection
 from monai.data import Dataset, MetaTensor
 from monai.transforms import Compose, MapTransform, RandFlipd, RandScaleCropd, Resized, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
 
-from .datalist import SPLITS
+from .datalist import SPLITS, read_entries
 from .errors import AngioDataError
 from .readers import read_angiogram
 
@@ -88,23 +87,8 @@ class SyntheticPretrainDataset(torch.utils.data.Dataset):
 
 
 def _datalist_items(datalist: str, splits: Sequence[str]) -> List[dict]:
-    if not os.path.isfile(datalist):
-        raise AngioDataError(datalist, "datalist not found")
-    with open(datalist) as f:
-        doc = json.load(f)
-    root = os.path.dirname(os.path.abspath(datalist))
-    items = []
-    for split in splits:
-        for entry in doc.get(split, []):
-            item = {"image": os.path.join(root, entry["image"])}
-            if "frame" in entry:
-                item["frame"] = entry["frame"]
-            if "prior" in entry:
-                item["prior"] = os.path.join(root, entry["prior"])
-            items.append(item)
-    if not items:
-        raise AngioDataError(datalist, f"no entries in {list(splits)}")
-    return items
+    keep = ("image", "frame", "prior")
+    return [{k: e[k] for k in keep if k in e} for e in read_entries(datalist, splits)]
 
 
 def pretrain_dataset(

@@ -270,7 +270,7 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
 
     from .datalist import assign_splits
     from .synthetic.export import sample_seed
-    from .writers import atomic_path, to_uint, write_png
+    from .writers import to_uint, write_csv, write_png
 
     cfg = quality_config(size)
     biases = np.random.default_rng(seed).normal(0.0, 0.3, raters)  # the same rater panel for all cases
@@ -291,10 +291,4 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
             row[f"{metric}_severity"] = f"{result['failure'][metric]:.3f}"
         row["failure"] = json.dumps(result["failure"])
         rows.append(row)
-    path = os.path.join(out, "scores.csv")
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+    return write_csv(os.path.join(out, "scores.csv"), rows)

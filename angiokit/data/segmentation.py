@@ -8,7 +8,6 @@ resizes the prediction back), so metrics and outputs are at the input's resoluti
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Hashable, List, Mapping, Optional, Sequence
 
@@ -28,6 +27,7 @@ from monai.transforms import (
     ScaleIntensityRangePercentilesd,
 )
 
+from .datalist import PATH_KEYS, read_entries
 from .errors import AngioDataError
 from .pretrain import LoadAngiogramd
 
@@ -113,25 +113,17 @@ class SyntheticSegmentationDataset(torch.utils.data.Dataset):
 
 
 def datalist_items(datalist: str, splits: Sequence[str], label_key: Optional[str] = "label", allow_empty: bool = False) -> List[dict]:
-    """Entries of ``splits`` with absolute paths: {"image", "label"?, "frame"?}."""
-    if not os.path.isfile(datalist):
-        raise AngioDataError(datalist, "datalist not found")
-    with open(datalist) as f:
-        doc = json.load(f)
-    root = os.path.dirname(os.path.abspath(datalist))
+    """Entries of ``splits`` with absolute paths: {"image", "label"?, "frame"?} (the label read
+    from ``label_key``, e.g. "label_multiclass")."""
     items = []
-    for split in splits:
-        for entry in doc.get(split, []):
-            item = {"image": os.path.join(root, entry["image"])}
-            if label_key:
-                if label_key not in entry:
-                    raise AngioDataError(datalist, f"entry {entry['image']} has no {label_key!r}; a labelled datalist is needed")
-                item["label"] = os.path.join(root, entry[label_key])
-            if "frame" in entry:
-                item["frame"] = entry["frame"]
-            items.append(item)
-    if not items and not allow_empty:
-        raise AngioDataError(datalist, f"no entries in {list(splits)}")
+    required = ("image", label_key) if label_key else ("image",)
+    for e in read_entries(datalist, splits, required=required, allow_empty=allow_empty, path_keys=PATH_KEYS + required):
+        item = {"image": e["image"]}
+        if label_key:
+            item["label"] = e[label_key]
+        if "frame" in e:
+            item["frame"] = e["frame"]
+        items.append(item)
     return items
 
 

@@ -177,3 +177,17 @@ def write_nifti(path, frames: np.ndarray, pixel_spacing_mm: float = 1.0, frame_t
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
     return os.fspath(path)
+
+
+def write_csv(path, rows) -> str:
+    """Rows (dicts with the same keys) as a CSV with a header, atomically."""
+    import csv
+
+    if not rows:
+        raise ValueError(f"{path}: no rows to write")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return os.fspath(path)

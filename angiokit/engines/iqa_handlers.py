@@ -3,7 +3,6 @@ plots) and the per-image JSON of inference."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from typing import List, Sequence
@@ -13,7 +12,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..data.quality import LEVELS, METRICS
-from ..data.writers import atomic_path
+from ..data.writers import atomic_path, write_csv
 from ..metrics.correlation import KINDS, correlation, predicted_scores
 
 
@@ -52,11 +51,7 @@ class IQAReportWriter:
 
     def write(self, engine: Engine) -> dict:
         os.makedirs(self.output_dir, exist_ok=True)
-        with atomic_path(os.path.join(self.output_dir, "predictions.csv")) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
-                writer.writeheader()
-                writer.writerows(self.rows)
+        write_csv(os.path.join(self.output_dir, "predictions.csv"), self.rows)
         result = {"n": len(self.rows), **self.correlations()}
         with atomic_path(os.path.join(self.output_dir, "correlations.json")) as tmp:
             json.dump(result, open(tmp, "w"), indent=2)

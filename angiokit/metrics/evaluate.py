@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from typing import Callable, Dict, List
 
 import numpy as np
 import torch
 
+from ..data.datalist import read_entries
 from ..data.errors import AngioDataError
 from ..data.readers import load_frame
-from ..data.writers import atomic_path
+from ..data.writers import write_csv
 from .vessel_metrics import cldice_score, dice_score
 
 
 def datalist_entries(datalist: str, split: str) -> List[dict]:
     """Entries of one split with absolute paths."""
-    if not os.path.isfile(datalist):
-        raise AngioDataError(datalist, "datalist not found")
-    with open(datalist) as f:
-        doc = json.load(f)
-    if split not in doc:
-        raise AngioDataError(datalist, f"no {split!r} list; it has {[k for k in doc if isinstance(doc[k], list)]}")
-    root = os.path.dirname(os.path.abspath(datalist))
-    out = []
-    for e in doc[split]:
-        e = dict(e)
-        for key in ("image", "label"):
-            if key in e:
-                e[key] = os.path.join(root, e[key])
-        out.append(e)
-    return out
+    return read_entries(datalist, [split])
 
 
 def load_pairs(entries: List[dict]):
@@ -58,9 +43,4 @@ def summarise(rows: List[Dict]) -> Dict[str, float]:
 
 
 def write_rows_csv(path: str, rows: List[Dict]) -> str:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+    return write_csv(path, rows)

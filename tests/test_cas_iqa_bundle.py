@@ -1,0 +1,54 @@
+"""The real CAS-IQA bundle configs: tiny CPU train -> evaluate -> inference on the synthetic benchmark."""
+
+import json
+
+import pytest
+
+from .bundle_utils import verify_metadata, workflow
+
+NET = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 64, "network_def#num_heads": 2, "network_def#mlp_dim": 128, "network_def#num_layers": 2}
+
+
+def _run(names, workflow_type, root, **overrides):
+    wf = workflow("cas_iqa", names, workflow_type, bundle_root=str(root), **overrides)
+    wf.initialize()
+    assert wf.check_properties() == []
+    wf.run()
+    wf.finalize()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("iqa")
+    _run(["train"], "train", root, max_epochs=2, val_interval=1, batch_size=4, num_workers=0, warmup_epochs=1, synthetic_cases=16, benchmark_size=64, **NET)
+    return root
+
+
+def test_metadata_passes_monai_schema():
+    proc = verify_metadata("cas_iqa")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_train_builds_the_benchmark_and_keeps_the_best_model(trained):
+    assert (trained / "data" / "quality_benchmark" / "scores.csv").exists()
+    assert (trained / "models" / "model.pt").exists()
+
+
+def test_evaluate_reports_correlations_and_scatter(trained):
+    out = trained / "evaluation"
+    _run(["train", "evaluate"], "train", trained, output_dir=str(out), num_workers=0, synthetic_cases=16, benchmark_size=64, **NET)
+    result = json.load(open(out / "correlations.json"))
+    assert set(result) == {"n", "srcc", "plcc", "krcc"} and result["n"] >= 1
+    assert set(result["srcc"]) == {"guidewire", "branch", "artifact", "mean"}
+    assert (out / "scatter.png").exists() and (out / "predictions.csv").read_text().startswith("case,guidewire_pred")
+
+
+def test_inference_writes_one_json_per_image_with_its_auxiliary_images(trained, tmp_path):
+    images = trained / "data" / "quality_benchmark" / "images"
+    _run(["inference"], "infer", trained, dataset_dir=str(images), output_dir=str(tmp_path), **NET)
+    docs = sorted(tmp_path.glob("*_quality.json"))
+    assert len(docs) == 16  # the *_aux_* files are not scored
+    doc = json.load(open(docs[0]))
+    assert set(doc["scores"]) == {"guidewire", "branch", "artifact"} and all(1 <= v <= 5 for v in doc["scores"].values())
+    assert abs(sum(doc["probabilities"]["branch"].values()) - 1) < 1e-3
+    assert doc["auxiliary"]["fluoro"].endswith("_aux_fluoro.png") and doc["auxiliary"]["reference"].endswith("_aux_reference.png")

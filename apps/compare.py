@@ -38,13 +38,16 @@ MODEL_NAMES = {"frangi": "Frangi (no training)", "unet_scratch": "U-Net from scr
 
 
 class Comparison(Steps):
-    def __init__(self, out: str, quick: bool, image_size: int, pretrain_epochs: int, finetune_epochs: int, synthetic: int, width: int, depth: int, workers: int):
+    def __init__(self, out: str, quick: bool, image_size: int, pretrain_epochs: int, finetune_epochs: int, synthetic: int, width: int, depth: int, workers: int, finetune_size: int = None):
         super().__init__(out)
         self.quick = quick
         self.image_size, self.pretrain_epochs, self.finetune_epochs = image_size, pretrain_epochs, finetune_epochs
+        self.finetune_size = finetune_size or image_size
         self.synthetic, self.workers = synthetic, workers
         heads = max(width // 64, 1)
         self.vit = {"preset": "vit_s16", "network_def#hidden_size": width, "network_def#num_heads": heads, "network_def#mlp_dim": 4 * width, "network_def#num_layers": depth}
+        # a U-Net of about the ViT's cost on a CPU (the shipped config is twice as wide)
+        self.unet_features = (16, 16, 32, 64, 128, 16) if quick or width < 384 else (32, 32, 64, 128, 256, 32)
 
     # ---- 1. data ------------------------------------------------------------------------------
 
@@ -92,7 +95,7 @@ class Comparison(Steps):
 
     def model_overrides(self, model: str, encoders: Dict[str, str]) -> Dict:
         if model == "unet_scratch":
-            return {}
+            return {"network_def#features": list(self.unet_features)}
         overrides = dict(self.vit)
         if model in encoders:
             overrides["pretrained_encoder"] = encoders[model]
@@ -102,7 +105,7 @@ class Comparison(Steps):
         root = self.path("finetune", task, model)
         configs = [os.path.join(SEG, "train.json")] + ([os.path.join(SEG, "unet.json")] if model == "unet_scratch" else [])
         overrides = {
-            "datalist": train_datalist, "image_size": self.image_size, "max_epochs": self.finetune_epochs, "warmup_epochs": max(1, self.finetune_epochs // 10),
+            "datalist": train_datalist, "image_size": self.finetune_size, "max_epochs": self.finetune_epochs, "warmup_epochs": max(1, self.finetune_epochs // 10),
             "val_interval": max(1, self.finetune_epochs // 10), "batch_size": 8, "num_workers": self.workers, **self.model_overrides(model, encoders),
         }
         if model != "unet_scratch":
@@ -114,7 +117,7 @@ class Comparison(Steps):
     def evaluate(self, task: str, model: str, root: str, test_name: str, encoders: Dict[str, str]) -> Dict[str, float]:
         out = os.path.join(root, f"eval_{test_name}")
         configs = [os.path.join(SEG, "train.json")] + ([os.path.join(SEG, "unet.json")] if model == "unet_scratch" else []) + [os.path.join(SEG, "evaluate.json")]
-        overrides = {"datalist": self.datalist(test_name), "eval_split": "test", "output_dir": out, "image_size": self.image_size, "num_workers": 0, **self.model_overrides(model, {})}
+        overrides = {"datalist": self.datalist(test_name), "eval_split": "test", "output_dir": out, "image_size": self.finetune_size, "num_workers": 0, **self.model_overrides(model, {})}
         self.run(f"evaluate_{task}_{model}_{test_name}", os.path.join(out, "metrics.csv"), bundle_command(configs, root, overrides))
         return _metrics(out)
 
@@ -137,11 +140,13 @@ def _metrics(out: str) -> Dict[str, float]:
     return {"dice": values.get("val_mean_dice"), "cldice": values.get("val_cldice"), "n": n}
 
 
-def main(out: str = "runs/compare", quick: bool = False, image_size: int = None, pretrain_epochs: int = None, finetune_epochs: int = None, synthetic: int = None, width: int = None, depth: int = None, workers: int = 1):
-    """Run (or resume) the whole comparison and write OUT/results.md."""
+def main(out: str = "runs/compare", quick: bool = False, image_size: int = None, pretrain_epochs: int = None, finetune_epochs: int = None, synthetic: int = None, width: int = None, depth: int = None, workers: int = 1, finetune_size: int = None):
+    """Run (or resume) the whole comparison and write OUT/results.md. ``finetune_size``
+    fine-tunes at another size than pre-training (position embeddings are resized)."""
     cfg = dict(image_size=64, pretrain_epochs=1, finetune_epochs=1, synthetic=12, width=32, depth=2) if quick else dict(image_size=160, pretrain_epochs=30, finetune_epochs=40, synthetic=240, width=192, depth=6)
     given = dict(image_size=image_size, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, synthetic=synthetic, width=width, depth=depth)
     cfg.update({k: v for k, v in given.items() if v is not None})
+    cfg["finetune_size"] = finetune_size or cfg["image_size"]
     c = Comparison(out, quick, workers=workers, **cfg)
     started = time.time()
     c.prepare()

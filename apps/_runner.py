@@ -36,7 +36,9 @@ def bundle_command(configs: List[str], root: str, overrides: Dict) -> List[str]:
 
 
 class Steps:
-    """Named steps that are skipped when their output exists (so a run resumes)."""
+    """Named steps that are skipped once they have finished (so a run resumes). A step counts as
+    finished by a marker written after its command succeeded, not by its output file: a
+    training run writes its best checkpoint long before it ends."""
 
     def __init__(self, out: str):
         self.out = os.path.abspath(out)
@@ -46,8 +48,12 @@ class Steps:
         return os.path.join(self.out, *parts)
 
     def run(self, name: str, done_file: str, cmd: List[str]) -> None:
-        if os.path.exists(done_file):
-            print(f"[skip] {name}: {done_file} exists", flush=True)
+        marker = self.path("logs", f"{name}.done")
+        if os.path.exists(marker) and os.path.exists(done_file):
+            print(f"[skip] {name}: finished before ({done_file})", flush=True)
             return
         self.timings[name] = run_logged(cmd, self.path("logs", f"{name}.log"))
+        if not os.path.exists(done_file):
+            raise RuntimeError(f"step {name} finished without writing {done_file}; see {self.path('logs', name + '.log')}")
+        open(marker, "w").write(f"{self.timings[name]:.1f} s\n")
         print(f"[done] {name} in {self.timings[name] / 60:.1f} min", flush=True)

@@ -140,9 +140,10 @@ def _metrics(out: str) -> Dict[str, float]:
     return {"dice": values.get("val_mean_dice"), "cldice": values.get("val_cldice"), "n": n}
 
 
-def main(out: str = "runs/compare", quick: bool = False, image_size: int = None, pretrain_epochs: int = None, finetune_epochs: int = None, synthetic: int = None, width: int = None, depth: int = None, workers: int = 1, finetune_size: int = None):
+def main(out: str = "runs/compare", quick: bool = False, image_size: int = None, pretrain_epochs: int = None, finetune_epochs: int = None, synthetic: int = None, width: int = None, depth: int = None, workers: int = 1, finetune_size: int = None, tasks: str = None):
     """Run (or resume) the whole comparison and write OUT/results.md. ``finetune_size``
-    fine-tunes at another size than pre-training (position embeddings are resized)."""
+    fine-tunes at another size than pre-training (position embeddings are resized); ``tasks``
+    (comma-separated names) runs a subset, e.g. ``--tasks vessels_synthetic``."""
     cfg = dict(image_size=64, pretrain_epochs=1, finetune_epochs=1, synthetic=12, width=32, depth=2) if quick else dict(image_size=160, pretrain_epochs=30, finetune_epochs=40, synthetic=240, width=192, depth=6)
     given = dict(image_size=image_size, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs, synthetic=synthetic, width=width, depth=depth)
     cfg.update({k: v for k, v in given.items() if v is not None})
@@ -152,13 +153,19 @@ def main(out: str = "runs/compare", quick: bool = False, image_size: int = None,
     c.prepare()
     encoders = {"mae": c.pretrain("mae"), "vasomim": c.pretrain("vasomim")}
     repeated_xcad = ",".join([c.datalist("xcad")] * 10)
-    tasks = {
+    all_tasks = {
         "vessels_synthetic": (c.datalist("synth"), ["xcad", "synth"]),
         "vessels_synthetic_plus_xcad5": (c.datalist("synth") + "," + repeated_xcad, ["xcad", "synth"]),
         "stenosis_arcade": (c.datalist("arcade"), ["arcade"]),
     }
+    if tasks:
+        chosen = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+        unknown = sorted(set(chosen) - set(all_tasks))
+        if unknown:
+            raise ValueError(f"unknown --tasks {unknown}; expected some of {sorted(all_tasks)}")
+        all_tasks = {k: all_tasks[k] for k in chosen}
     results: Dict[str, Dict] = {}
-    for task, (train, tests) in tasks.items():
+    for task, (train, tests) in all_tasks.items():
         for model in MODELS:
             root = c.finetune(task, model, train, encoders)
             for test in tests:

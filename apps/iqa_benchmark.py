@@ -3,7 +3,7 @@
     python -m apps.iqa_benchmark --out runs/iqa                  # CPU-sized run
     python -m apps.iqa_benchmark --out runs/iqa_quick --quick    # plumbing check (minutes)
 
-Steps (skipped when their output exists):
+Steps (skipped once finished, so an interrupted run resumes):
   1. the benchmark: ``angiokit.data.quality.write_quality_benchmark`` (proxy labels; splits by case);
   2. classical baselines on the test split: BRISQUE, PIQE, blur effect (no reference), SSIM /
      PSNR against the real contrast frame C (full reference);

@@ -14,6 +14,15 @@ SHARED_DATA = Path(os.environ.get("ANGIOKIT_SHARED_DATA", REPO.parent / "shared"
 torch.set_num_threads(1)
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun rendezvous and test servers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def shared_data(*parts: str) -> Path:
     """Path inside ../shared/data; skips the test (with the reason) where it is absent."""
     path = SHARED_DATA.joinpath(*parts)

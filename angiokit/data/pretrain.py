@@ -91,27 +91,25 @@ def _datalist_items(datalist: str, splits: Sequence[str]) -> List[dict]:
     return [{k: e[k] for k in keep if k in e} for e in read_entries(datalist, splits)]
 
 
-def pretrain_dataset(
-    datalist: Optional[str] = None,
-    data_glob: Optional[str] = None,
-    splits: Sequence[str] = ("training",),
-    image_size: int = 224,
-    synthetic_length: int = 1024,
-    seed: int = 0,
-    augment: bool = True,
-):
-    """The pre-training set: a datalist (its ``splits``; labels are ignored), a glob of frames
-    (comma-separated globs allowed), both, or, with neither, synthetic angiograms."""
+def pretrain_items(datalist: Optional[str] = None, data_glob: Optional[str] = None, splits: Sequence[str] = ("training",)) -> List[dict]:
+    """Unlabeled frames from comma-separated datalists (their ``splits``; labels ignored) and/or
+    comma-separated globs. [] when neither is given (synthetic data)."""
     items: List[dict] = []
-    if datalist:
-        for path in str(datalist).split(","):
-            items += _datalist_items(path.strip(), splits)
-    if data_glob:
-        for pattern in str(data_glob).split(","):
-            found = sorted(globlib.glob(pattern.strip(), recursive=True))
-            if not found:
-                raise AngioDataError(pattern, "glob matches no files")
-            items += [{"image": f} for f in found]
+    for path in [p.strip() for p in str(datalist or "").split(",") if p.strip()]:
+        items += _datalist_items(path, splits)
+    for pattern in [p.strip() for p in str(data_glob or "").split(",") if p.strip()]:
+        found = sorted(globlib.glob(pattern, recursive=True))
+        if not found:
+            raise AngioDataError(pattern, "glob matches no files")
+        items += [{"image": f} for f in found]
+    return items
+
+
+def pretrain_dataset(data: Sequence[dict] = (), image_size: int = 224, synthetic_length: int = 1024, seed: int = 0, augment: bool = True):
+    """``data`` (items with "image" and optionally pre-computed "prior") with the pre-training
+    transforms, or, when empty, synthetic angiograms. ``data`` is the standard
+    ``train#dataset#data`` a bundle caller may override."""
+    items = list(data)
     if not items:
         return SyntheticPretrainDataset(synthetic_length, image_size, seed)
     keys = ["image", "prior"] if all("prior" in it for it in items) else ["image"]
@@ -120,4 +118,4 @@ def pretrain_dataset(
     return Dataset(items, transform=pretrain_transforms(image_size, keys, augment))
 
 
-__all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_transforms"]
+__all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_items", "pretrain_transforms"]

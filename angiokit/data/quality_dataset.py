@@ -71,12 +71,18 @@ def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0) -
     return path
 
 
-def quality_dataset(scores_csv: str, splits: Sequence[str] = ("training",), image_size: int = 224, augment: bool = False) -> Dataset:
-    """Rows of ``scores_csv`` in ``splits`` (rows without a split belong to every split)."""
+def score_items(scores_csv: str, splits: Sequence[str] = ("training",)) -> List[dict]:
+    """Items of the rows of ``scores_csv`` in ``splits`` (rows without a split belong to every
+    split): the standard ``train#dataset#data`` of the CAS-IQA bundle."""
     rows = [r for r in read_scores_csv(scores_csv) if not r["split"] or r["split"] in splits]
     if not rows:
         raise AngioDataError(scores_csv, f"no rows in splits {list(splits)}")
-    return Dataset(rows_to_items(rows), transform=quality_transforms(image_size, augment))
+    return rows_to_items(rows)
+
+
+def quality_dataset(scores_csv: str, splits: Sequence[str] = ("training",), image_size: int = 224, augment: bool = False) -> Dataset:
+    """``score_items`` with ``quality_transforms``."""
+    return Dataset(score_items(scores_csv, splits), transform=quality_transforms(image_size, augment))
 
 
 def prepare_quality_batch(batch: Dict, device=None, non_blocking: bool = False, **_):

@@ -69,10 +69,18 @@ def test_inference_png_nifti_and_dicom_seg_agree(trained, tmp_path, small_cine):
     write_png(inputs / "still.png", to_uint(small_cine.image[-1], 8))
     write_dicom_xa(inputs / "run.dcm", to_uint(small_cine.image[:4], 8), 0.3, 66.7)
     out = tmp_path / "pred"
-    _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs), **NET)
+    wf = _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs), **NET)
+    pred = wf.evaluator.state.output["pred"]  # the last input, still.png: [1, C, H, W] (not decollated)
+    assert torch.allclose(pred.sum(1), torch.ones(1, 128, 128), atol=1e-4)  # class probabilities per pixel
+    image = wf.parser.get_parsed_content("preprocessing")({"image": str(inputs / "still.png")})["image"]
+    with torch.no_grad():
+        logits = wf.parser.get_parsed_content("inferer")(image[None], wf.parser.get_parsed_content("network").eval())
+    expected = logits.argmax(1)[0].numpy().astype(bool)
     names = sorted(p.name for p in out.iterdir())
     assert "still_seg.png" in names and "still_seg.nii.gz" in names and "run_seg.dcm" in names
-    assert read_angiogram(out / "still_seg.png").frames.shape == (1, 128, 128)  # the input's size
+    still = read_angiogram(out / "still_seg.png").frames
+    assert still.shape == (1, 128, 128)  # the input's size
+    assert np.array_equal(still[0] > 0, expected)  # the network's classes, as written
     seg = pydicom.dcmread(out / "run_seg.dcm")
     assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 4
     source = pydicom.dcmread(inputs / "run.dcm")

@@ -27,21 +27,25 @@ class LoadAngiogramd(MapTransform):
     """Load frames with angiokit's readers (PNG/JPEG, DICOM XA, NIfTI) as [1, H, W] MetaTensors.
 
     The frame of a cine comes from the item's ``frame`` key when present, else ``frame``
-    (default: the frame of maximum contrast).
+    (default: the frame of maximum contrast). A 3-D NIfTI is read as a stack of frames (a cine
+    exported by ITK / 3D Slicer / MONAI Label, or its label).
     """
 
-    def __init__(self, keys: KeysCollection, frame="max_contrast", allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection, frame="max_contrast", allow_missing_keys: bool = False, volume_as_frames: bool = True):
         super().__init__(keys, allow_missing_keys)
-        self.frame = frame
+        self.frame, self.volume_as_frames = frame, volume_as_frames
 
     def __call__(self, data: Mapping[Hashable, object]):
         d = dict(data)
+        # the item's frame is used up here (kept in the meta data as "frame", -1 when chosen by
+        # rule), so items of stills and of cine frames collate into one batch
+        frame = d.pop("frame", self.frame)
         for key in self.key_iterator(d):
             path = d[key]
             if not isinstance(path, (str, os.PathLike)) or not str(path):
                 continue  # already loaded, or an optional image that is absent ("")
-            angio = read_angiogram(path, frames=d.get("frame", self.frame))
-            meta = {"filename_or_obj": str(path), "pixel_spacing_mm": angio.meta.get("pixel_spacing_mm") or 0.0}
+            angio = read_angiogram(path, frames=frame, volume_as_frames=self.volume_as_frames)
+            meta = {"filename_or_obj": str(path), "pixel_spacing_mm": angio.meta.get("pixel_spacing_mm") or 0.0, "frame": frame if isinstance(frame, int) else -1}
             d[key] = MetaTensor(torch.from_numpy(angio.frames), meta=meta)
         return d
 

@@ -1,0 +1,206 @@
+"""The MONAI Label app, served for real: ``monailabel start_server`` in a subprocess on
+127.0.0.1 with tiny models and a folder of synthetic angiograms, driven through the REST calls
+3D Slicer's MONAI Label plugin makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_png, write_png
+from angiokit.data.synthetic import SynthConfig, synthesize
+
+from .conftest import REPO, free_port
+
+requests = pytest.importorskip("requests")
+
+SEG = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#feature_size": 8, "batch_size": 2, "num_workers": 0}
+IQA = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#num_layers": 2, "batch_size": 2, "num_workers": 0}
+ROWS, COLS = 40, 64  # not square: a transposed label would not fit
+
+
+def _frame(seed: int, frames: int = 1):
+    s = synthesize(SynthConfig(size=COLS, frames=frames), seed=seed)
+    return to_uint(s.image[:, :ROWS], 8), (s.vessel[:, :ROWS] > 0).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monailabel")
+    studies = root / "studies"
+    truth = {}
+    for i in range(4):
+        image, vessel = _frame(i)
+        write_png(studies / f"frame{i}.png", image[0])
+        truth[f"frame{i}"] = vessel[0]
+    cine, _ = _frame(7, frames=4)
+    write_dicom_xa(studies / "run.dcm", cine, 0.3, 66.7)
+    synthetic, _ = _frame(11)
+    write_png(studies / "synthetic.png", synthetic[0])
+    write_png(studies / "synthetic_aux_fluoro.png", _frame(12)[0][0])
+    write_png(studies / "synthetic_aux_reference.png", _frame(13)[0][0])
+    port = free_port()
+    conf = {"models": "all", "model_dir": str(root / "model"), "vessel_seg_config": json.dumps(SEG), "quality_config": json.dumps(IQA), "epistemic_passes": "2"}
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
+    for k, v in conf.items():
+        cmd += ["--conf", k, v]
+    env = {**os.environ, "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-4000:]}")
+        try:
+            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not answer in 240 s:\n{(root / 'server.log').read_text()[-4000:]}")
+    yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": root / "server.log"}
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _wait(server, kind: str, timeout: float = 300) -> dict:
+    """Poll /train/ or /scoring/ until the latest task ends."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        task = requests.get(f"{server['url']}/{kind}/").json()
+        if task and task.get("status") in ("DONE", "ERROR", "STOPPED"):
+            return task
+        time.sleep(1)
+    pytest.fail(f"{kind} did not finish in {timeout} s:\n{server['log'].read_text()[-4000:]}")
+
+
+def _info(server, image: str) -> dict:
+    return requests.get(f"{server['url']}/datastore/image/info", params={"image": image}).json()
+
+
+def _put_label(server, image: str, path, tag: str = "final"):
+    with open(path, "rb") as f:
+        return requests.put(f"{server['url']}/datastore/label", params={"image": image, "tag": tag}, files={"label": (os.path.basename(path), f)})
+
+
+def test_info_lists_models_strategies_and_scoring(server):
+    info = requests.get(f"{server['url']}/info/").json()
+    assert set(info["models"]) == {"vessel_seg", "quality"}
+    assert info["models"]["vessel_seg"]["type"] == "segmentation" and info["models"]["quality"]["type"] == "classification"
+    assert {"random", "epistemic", "branch_uncertainty", "quality_lowest", "quality_uncertain"} <= set(info["strategies"])
+    assert set(info["scoring"]) == {"epistemic", "quality"}
+    assert set(info["trainers"]) == {"vessel_seg", "quality"}
+    images = requests.get(f"{server['url']}/datastore/", params={"output": "all"}).json()["objects"]
+    assert "synthetic" in images and not any("_aux_" in k for k in images)  # auxiliary images are no studies
+
+
+def test_infer_returns_a_label_in_the_studys_layout(server, tmp_path):
+    r = requests.post(f"{server['url']}/infer/vessel_seg", params={"image": "frame1", "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200, r.text
+    (tmp_path / "frame1_label.png").write_bytes(r.content)
+    label = read_angiogram(tmp_path / "frame1_label.png").frames
+    assert label.shape == (1, ROWS, COLS) and set(np.unique(label)) <= {0.0, 1.0}
+    r = requests.post(f"{server['url']}/infer/vessel_seg", params={"image": "run", "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200, r.text
+    (tmp_path / "run_label.nii.gz").write_bytes(r.content)  # a cine: a NIfTI with the DICOM's frames
+    assert read_angiogram(tmp_path / "run_label.nii.gz", volume_as_frames=True).frames.shape == (4, ROWS, COLS)
+
+
+def test_labels_are_stored_and_bad_input_is_refused_without_losing_them(server, tmp_path):
+    url, studies = server["url"], server["studies"]
+    write_mask_png(tmp_path / "frame1.png", server["truth"]["frame1"])
+    r = _put_label(server, "frame1", tmp_path / "frame1.png")
+    assert r.status_code == 200, r.text
+    stored = studies / "labels" / "final" / "frame1.png"
+    before = stored.read_bytes()
+    assert np.array_equal(read_angiogram(stored).frames[0] > 0, server["truth"]["frame1"] > 0)
+
+    write_mask_png(tmp_path / "wrong_shape.png", np.ones((COLS, ROWS), np.uint8))
+    r = _put_label(server, "frame1", tmp_path / "wrong_shape.png")
+    assert r.status_code == 422 and "(1, 64, 40)" in r.json()["detail"] and "(1, 40, 64)" in r.json()["detail"]
+    (tmp_path / "corrupt.png").write_bytes(os.urandom(200))
+    r = _put_label(server, "frame1", tmp_path / "corrupt.png")
+    assert r.status_code == 422 and "not a readable image" in r.json()["detail"]
+    assert stored.read_bytes() == before  # the earlier label is untouched
+
+    r = _put_label(server, "no_such_image", tmp_path / "frame1.png")
+    assert r.status_code == 404 and "no_such_image" in r.json()["detail"]
+    r = requests.post(f"{url}/infer/vessel_seg", params={"image": "no_such_image"}, data={"params": "{}"})
+    assert r.status_code == 404
+    with open(tmp_path / "corrupt.png", "rb") as f:
+        r = requests.put(f"{url}/datastore/image", params={"image": "upload"}, files={"file": ("upload.png", f)})
+    assert r.status_code == 422 and "not a readable image" in r.json()["detail"]
+    assert not (studies / "upload.png").exists()
+
+
+def test_epistemic_scoring_in_the_background_drives_active_learning(server):
+    url = server["url"]
+    r = requests.post(f"{url}/scoring/epistemic", json={"device": "cpu"})
+    assert r.status_code == 200, r.text
+    assert _wait(server, "scoring")["status"] == "DONE"
+    unlabelled = ["frame0", "frame2", "frame3", "run", "synthetic"]
+    scores = {i: _info(server, i) for i in unlabelled}
+    for i, info in scores.items():
+        assert 0.0 <= info["epistemic_entropy"] <= np.log(2) + 1e-6 and "branch_entropy" in info, (i, info)
+    r = requests.post(f"{url}/activelearning/epistemic", json={})
+    assert r.status_code == 200 and r.json()["id"] == max(unlabelled, key=lambda i: scores[i]["epistemic_entropy"])
+    r = requests.post(f"{url}/activelearning/branch_uncertainty", json={})
+    assert r.status_code == 200 and r.json()["id"] in unlabelled
+
+
+def test_train_fine_tunes_the_segmenter_on_submitted_labels(server):
+    model = server["root"] / "model" / "vessel_seg" / "models" / "model.pt"
+    before = model.stat().st_mtime
+    r = requests.post(f"{server['url']}/train/vessel_seg", json={"max_epochs": 1, "device": "cpu", "multi_gpu": False, "val_split": 0.0})
+    assert r.status_code == 200, r.text
+    task = _wait(server, "train")
+    assert task["status"] == "DONE", "\n".join(task.get("details", []))
+    assert model.stat().st_mtime > before
+
+
+def test_quality_scores_ratings_and_their_training(server, tmp_path):
+    url, studies = server["url"], server["studies"]
+    r = requests.post(f"{url}/infer/quality", params={"image": "synthetic", "output": "json"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert set(result["scores"]) == {"guidewire", "branch", "artifact"} and all(1.0 <= s <= 5.0 for s in result["scores"].values())
+    assert result["auxiliary"] == {"fluoro": str(studies / "synthetic_aux_fluoro.png"), "reference": str(studies / "synthetic_aux_reference.png")}
+    assert all(abs(sum(p.values()) - 1.0) < 1e-3 for p in result["probabilities"].values())
+
+    (tmp_path / "rating.json").write_text(json.dumps({"guidewire": 4, "branch": 2.5, "artifact": 3}))
+    assert _put_label(server, "synthetic", tmp_path / "rating.json", tag="quality").status_code == 200
+    stored = studies / "labels" / "quality" / "synthetic.json"
+    assert json.loads(stored.read_text()) == {"guidewire": 4, "branch": 2.5, "artifact": 3}
+    (tmp_path / "bad.json").write_text(json.dumps({"guidewire": 7, "branch": 2, "artifact": 3}))
+    r = _put_label(server, "synthetic", tmp_path / "bad.json", tag="quality")
+    assert r.status_code == 422 and "outside 1-5" in r.json()["detail"]
+    assert json.loads(stored.read_text())["guidewire"] == 4
+    info = requests.get(f"{url}/datastore/label/info", params={"label": "synthetic", "tag": "quality"}).json()
+    assert info["rating"] == {"guidewire": 4.0, "branch": 2.5, "artifact": 3.0}
+
+    requests.post(f"{url}/scoring/quality", json={"device": "cpu"})
+    assert _wait(server, "scoring")["status"] == "DONE"
+    unrated = ["frame0", "frame1", "frame2", "frame3", "run"]
+    scores = {i: _info(server, i)["quality_score"] for i in unrated}
+    assert "quality_score" not in _info(server, "synthetic")  # rated: not scored again
+    r = requests.post(f"{url}/activelearning/quality_lowest", json={})
+    assert r.json()["id"] == min(scores, key=scores.get)
+
+    model = server["root"] / "model" / "quality" / "models" / "model.pt"
+    before = model.stat().st_mtime
+    requests.post(f"{url}/train/quality", json={"max_epochs": 1, "device": "cpu", "multi_gpu": False})
+    task = _wait(server, "train")
+    assert task["status"] == "DONE", "\n".join(task.get("details", []))
+    assert model.stat().st_mtime > before

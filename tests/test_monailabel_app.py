@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -13,10 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_png, write_png
+from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_png, write_nifti, write_png
 from angiokit.data.synthetic import SynthConfig, synthesize
 
-from .conftest import REPO, free_port
+from .conftest import REPO, SHARED_DATA, free_port
 
 requests = pytest.importorskip("requests")
 
@@ -28,6 +30,43 @@ ROWS, COLS = 40, 64  # not square: a transposed label would not fit
 def _frame(seed: int, frames: int = 1):
     s = synthesize(SynthConfig(size=COLS, frames=frames), seed=seed)
     return to_uint(s.image[:, :ROWS], 8), (s.vessel[:, :ROWS] > 0).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def serve_app(root, studies: str, conf: dict, timeout: float = 240, env: dict = None):
+    """``monailabel start_server`` with this app on a free loopback port; yields its URL and log."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
+    for k, v in conf.items():
+        cmd += ["--conf", k, v]
+    env = {**os.environ, **(env or {}), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    log_path = root / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_for_http(f"{url}/info/", proc, log_path, timeout)
+            yield url, log_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_http(url: str, proc, log_path, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"{url} did not answer in {timeout} s:\n{log_path.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -45,34 +84,9 @@ def server(tmp_path_factory):
     write_png(studies / "synthetic.png", synthetic[0])
     write_png(studies / "synthetic_aux_fluoro.png", _frame(12)[0][0])
     write_png(studies / "synthetic_aux_reference.png", _frame(13)[0][0])
-    port = free_port()
     conf = {"models": "all", "model_dir": str(root / "model"), "vessel_seg_config": json.dumps(SEG), "quality_config": json.dumps(IQA), "epistemic_passes": "2"}
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
-    for k, v in conf.items():
-        cmd += ["--conf", k, v]
-    env = {**os.environ, "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-4000:]}")
-        try:
-            if requests.get(f"{url}/info/", timeout=5).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail(f"server did not answer in 240 s:\n{(root / 'server.log').read_text()[-4000:]}")
-    yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": root / "server.log"}
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve_app(root, studies, conf) as (url, log):
+        yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": log}
 
 
 def _wait(server, kind: str, timeout: float = 300) -> dict:
@@ -204,3 +218,88 @@ def test_quality_scores_ratings_and_their_training(server, tmp_path):
     task = _wait(server, "train")
     assert task["status"] == "DONE", "\n".join(task.get("details", []))
     assert model.stat().st_mtime > before
+
+
+# ---- DICOMweb: the app against a real PACS (Orthanc with its DICOMweb plugin) on loopback -----
+
+ORTHANC_PLUGINS = ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so"]
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    binary = shutil.which("Orthanc") or next((p for p in ["/usr/sbin/Orthanc", "/usr/bin/Orthanc"] if os.path.exists(p)), None)
+    plugin = next((p for p in ORTHANC_PLUGINS if os.path.exists(p)), None)
+    if not binary or not plugin:
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
+    root = tmp_path_factory.mktemp("orthanc")
+    port = free_port()
+    config = {
+        "Name": "angiokit-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"), "HttpPort": port,
+        "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log_path = root / "orthanc.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_for_http(f"{url}/system", proc, log_path, 60)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _series_uid(path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(str(path), stop_before_pixels=True).SeriesInstanceUID)
+
+
+def test_dicomweb_pacs_inference_and_final_label_stored_as_dicom_seg(orthanc, tmp_path):
+    from dicomweb_client import DICOMwebClient
+
+    from angiokit.data.dicom_seg import read_dicom_seg
+
+    real = SHARED_DATA / "dicom_xa" / "XA-MONO2-8-12x-catheter.dcm"
+    cine, vessels = _frame(21, frames=3)
+    synthetic = write_dicom_xa(tmp_path / "synthetic_cine.dcm", cine, 0.3, 66.7)
+    corrected = {_series_uid(synthetic): write_nifti(tmp_path / "corrected.nii.gz", vessels)}  # an annotator's label
+    uploads = [synthetic] + ([real] if real.exists() else [])  # the real file is in ../shared/data
+    for path in uploads:
+        r = requests.post(f"{orthanc}/instances", data=open(path, "rb").read())
+        assert r.status_code == 200 and r.json()["Status"] == "Success", r.text
+    dicomweb = f"{orthanc}/dicom-web"
+    conf = {"models": "vessel_seg", "model_dir": str(tmp_path / "model"), "vessel_seg_config": json.dumps(SEG)}
+    with serve_app(tmp_path, dicomweb, conf, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")}) as (url, log):
+        r = requests.post(f"{url}/infer/vessel_seg", params={"image": "1.2.3.4.5.not.in.the.pacs"}, data={"params": "{}"})
+        assert r.status_code == 404 and "not among" in r.json()["detail"]
+        for path in uploads:
+            series = _series_uid(path)
+            r = requests.post(f"{url}/infer/vessel_seg", params={"image": series, "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+            assert r.status_code == 200, r.text + log.read_text()[-3000:]
+            label_path = tmp_path / f"{series}.nii.gz"
+            label_path.write_bytes(r.content)
+            label = read_angiogram(label_path, volume_as_frames=True).frames
+            assert label.shape == read_angiogram(path, frames="all").frames.shape  # frame by frame, the cine's layout
+            assert set(np.unique(label)) <= {0.0, 1.0}
+
+            # the annotator saves it (or their correction): a DICOM SEG in the PACS, frame by frame equal
+            label_path = corrected.get(series, label_path)
+            label = read_angiogram(label_path, volume_as_frames=True).frames
+            r = _put_label({"url": url}, series, label_path)
+            assert r.status_code == 200, r.text + log.read_text()[-3000:]
+            client = DICOMwebClient(dicomweb)
+            segs = [s for s in client.search_for_series(search_filters={"Modality": "SEG"}) if _referenced_series(client, s) == series]
+            assert len(segs) == 1, f"expected one SEG referencing {series}"
+            instance = client.retrieve_series(segs[0]["0020000D"]["Value"][0], segs[0]["0020000E"]["Value"][0])[0]
+            instance.save_as(str(tmp_path / "seg.dcm"))
+            np.testing.assert_array_equal(read_dicom_seg(str(tmp_path / "seg.dcm")), label > 0)
+
+
+def _referenced_series(client, seg_series: dict) -> str:
+    import pydicom
+
+    meta = pydicom.Dataset.from_json(client.retrieve_series_metadata(seg_series["0020000D"]["Value"][0], seg_series["0020000E"]["Value"][0])[0])
+    return str(meta.ReferencedSeriesSequence[0].SeriesInstanceUID)

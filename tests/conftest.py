@@ -8,19 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps._server import free_port  # noqa: F401  (re-exported for the tests: torchrun rendezvous, servers)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ANGIOKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 torch.set_num_threads(1)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (for torchrun rendezvous and test servers)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shared_data(*parts: str) -> Path:

@@ -18,7 +18,9 @@ import pytest
 from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_png, write_nifti, write_png
 from angiokit.data.synthetic import SynthConfig, synthesize
 
-from .conftest import REPO, SHARED_DATA, free_port
+from apps._server import ServerError, serve_app, wait_for_http
+
+from .conftest import SHARED_DATA, free_port
 
 requests = pytest.importorskip("requests")
 
@@ -30,43 +32,6 @@ ROWS, COLS = 40, 64  # not square: a transposed label would not fit
 def _frame(seed: int, frames: int = 1):
     s = synthesize(SynthConfig(size=COLS, frames=frames), seed=seed)
     return to_uint(s.image[:, :ROWS], 8), (s.vessel[:, :ROWS] > 0).astype(np.uint8)
-
-
-@contextlib.contextmanager
-def serve_app(root, studies: str, conf: dict, timeout: float = 240, env: dict = None):
-    """``monailabel start_server`` with this app on a free loopback port; yields its URL and log."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
-    for k, v in conf.items():
-        cmd += ["--conf", k, v]
-    env = {**os.environ, **(env or {}), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    log_path = root / "server.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_for_http(f"{url}/info/", proc, log_path, timeout)
-            yield url, log_path
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _wait_for_http(url: str, proc, log_path, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"{url} did not answer in {timeout} s:\n{log_path.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +50,17 @@ def server(tmp_path_factory):
     write_png(studies / "synthetic_aux_fluoro.png", _frame(12)[0][0])
     write_png(studies / "synthetic_aux_reference.png", _frame(13)[0][0])
     conf = {"models": "all", "model_dir": str(root / "model"), "vessel_seg_config": json.dumps(SEG), "quality_config": json.dumps(IQA), "epistemic_passes": "2"}
-    with serve_app(root, studies, conf) as (url, log):
+    with _served(root, studies, conf) as (url, log):
         yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": log}
+
+
+@contextlib.contextmanager
+def _served(*args, **kwargs):
+    try:
+        with serve_app(*args, **kwargs) as served:
+            yield served
+    except ServerError as e:
+        pytest.fail(str(e))
 
 
 def _wait(server, kind: str, timeout: float = 300) -> dict:
@@ -244,7 +218,7 @@ def orthanc(tmp_path_factory):
         proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_for_http(f"{url}/system", proc, log_path, 60)
+            wait_for_http(f"{url}/system", proc, log_path, 60)
             yield url
         finally:
             proc.terminate()
@@ -272,7 +246,7 @@ def test_dicomweb_pacs_inference_and_final_label_stored_as_dicom_seg(orthanc, tm
         assert r.status_code == 200 and r.json()["Status"] == "Success", r.text
     dicomweb = f"{orthanc}/dicom-web"
     conf = {"models": "vessel_seg", "model_dir": str(tmp_path / "model"), "vessel_seg_config": json.dumps(SEG)}
-    with serve_app(tmp_path, dicomweb, conf, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")}) as (url, log):
+    with _served(tmp_path, dicomweb, conf, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")}) as (url, log):
         r = requests.post(f"{url}/infer/vessel_seg", params={"image": "1.2.3.4.5.not.in.the.pacs"}, data={"params": "{}"})
         assert r.status_code == 404 and "not among" in r.json()["detail"]
         for path in uploads:
@@ -297,9 +271,59 @@ def test_dicomweb_pacs_inference_and_final_label_stored_as_dicom_seg(orthanc, tm
             instance.save_as(str(tmp_path / "seg.dcm"))
             np.testing.assert_array_equal(read_dicom_seg(str(tmp_path / "seg.dcm")), label > 0)
 
+        # OHIF as served by the app (/ohif/) reads the PACS through the app's DICOMweb proxy
+        assert requests.get(f"{url}/ohif/").status_code == 200
+        r = requests.get(f"{url}/proxy/dicom/qido/series")
+        assert r.status_code == 200
+        listed = sorted(s["00080060"]["Value"][0] for s in r.json())  # the XA runs and their SEGs
+        assert listed == ["SEG"] * len(uploads) + ["XA"] * len(uploads)
+
 
 def _referenced_series(client, seg_series: dict) -> str:
     import pydicom
 
     meta = pydicom.Dataset.from_json(client.retrieve_series_metadata(seg_series["0020000D"]["Value"][0], seg_series["0020000E"]["Value"][0])[0])
     return str(meta.ReferencedSeriesSequence[0].SeriesInstanceUID)
+
+
+# ---- starting weights, and the documentation's figure command --------------------------------
+
+
+def test_a_trained_checkpoint_is_taken_once_and_must_fit_the_configured_sizes(tmp_path):
+    import torch
+
+    from monailabel_app.lib.bundles import prepare_checkpoint, working_bundle
+
+    first = working_bundle(str(tmp_path / "a"), "xa_vessel_seg", "vessel_seg")
+    assert "built by the train config" in prepare_checkpoint(first, SEG)
+    trained = torch.load(os.path.join(first, "models", "model.pt"), weights_only=True)
+    for v in trained.values():
+        v.add_(0.01)  # "training"
+    torch.save(trained, tmp_path / "trained.pt")
+
+    second = working_bundle(str(tmp_path / "b"), "xa_vessel_seg", "vessel_seg")
+    assert prepare_checkpoint(second, SEG, str(tmp_path / "trained.pt")).startswith("copied from")
+    taken = torch.load(os.path.join(second, "models", "model.pt"), weights_only=True)
+    assert all(torch.equal(taken[k], trained[k]) for k in trained)
+    assert prepare_checkpoint(second, SEG, str(tmp_path / "other.pt")).startswith("kept")  # training's weights stay
+
+    wider = {**SEG, "network_def#hidden_size": 64}
+    third = working_bundle(str(tmp_path / "c"), "xa_vessel_seg", "vessel_seg")
+    with pytest.raises(ValueError, match="do not fit the configured network.*vessel_seg_config"):
+        prepare_checkpoint(third, wider, str(tmp_path / "trained.pt"))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        prepare_checkpoint(working_bundle(str(tmp_path / "d"), "xa_vessel_seg", "vessel_seg"), SEG, str(tmp_path / "missing.pt"))
+
+
+def test_annotation_figure_command_draws_labels_served_by_the_api(tmp_path):
+    """docs/annotation.md's figure command (untrained tiny model: the plumbing)."""
+    from apps.annotation_figure import main
+
+    out = tmp_path / "overlay.png"
+    main(out=str(out), config=json.dumps(SEG), workdir=str(tmp_path / "work"), synthetic_size=64)
+    figure = read_angiogram(out).frames
+    assert figure.shape[1] > 300 and figure.shape[2] > 300
+    labels = sorted(p.name for p in (tmp_path / "work").glob("*_label.*"))
+    assert "synthetic_label.png" in labels
+    if SHARED_DATA.joinpath("dicom_xa").exists():
+        assert "real_cine_label.nii.gz" in labels and read_angiogram(tmp_path / "work" / "real_cine_label.nii.gz", volume_as_frames=True).frames.shape[0] == 12

@@ -1,7 +1,7 @@
 """The figure of docs/annotation.md: vessel labels as 3D Slicer / OHIF receive them, produced
 through the MONAI Label app's REST API (``POST /infer/vessel_seg``) by a real server.
 
-    python -m apps.annotation_figure --out docs/figures/annotation_overlay.png \
+    python -m apps.annotation_figure --out docs/annotation_overlay.png \
         --checkpoint runs/compare/finetune/vessels_synthetic/vasomim/models/model.pt \
         --config '{"preset": "vit_s16", "image_size": 128, "network_def#hidden_size": 192, ...}'
 
@@ -50,7 +50,7 @@ def _studies(folder: str, synthetic_size: int) -> dict:
     return references
 
 
-def main(out: str = "docs/figures/annotation_overlay.png", checkpoint: Optional[str] = None, config: str = "{}", workdir: Optional[str] = None, synthetic_size: int = 512, device: str = "cpu") -> str:
+def main(out: str = "docs/annotation_overlay.png", checkpoint: Optional[str] = None, config: str = "{}", workdir: Optional[str] = None, synthetic_size: int = 512, device: str = "cpu") -> str:
     import requests
 
     from angiokit.data import read_angiogram

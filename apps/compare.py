@@ -80,7 +80,7 @@ class Comparison(Steps):
         root = self.path("pretrain", kind)
         unlabeled = ",".join(self.datalist(n) for n in ("synth", "arcade", "kragujevac", "dicom_xa"))
         overrides = {
-            **self.vit, "datalist": unlabeled, "train#dataset#splits": ["training", "validation", "test"], "image_size": self.image_size,
+            **self.vit, "datalist": unlabeled, "datalist_splits": ["training", "validation", "test"], "image_size": self.image_size,
             "max_epochs": self.pretrain_epochs, "warmup_epochs": max(1, self.pretrain_epochs // 10), "batch_size": 32, "base_lr": 0.0015,
             "num_workers": self.workers, "checkpoint_interval": max(1, self.pretrain_epochs // 2), "image_interval": max(1, self.pretrain_epochs // 2),
             "network_def#decoder_hidden_size": 128, "network_def#decoder_num_layers": 2, "network_def#decoder_num_heads": 4, "network_def#decoder_mlp_dim": 512,

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from apps._server import free_port  # noqa: F401  (re-exported for the tests: torchrun rendezvous, servers)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ANGIOKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -93,6 +93,33 @@ def test_nifti_cine_round_trip(tmp_path, small_cine):
     assert back.meta["pixel_spacing_mm"] == pytest.approx(small_cine.pixel_spacing_mm, rel=1e-5)
 
 
+def test_itk_written_nifti_keeps_rows_and_label_stacks_read_as_frames(tmp_path, small_cine):
+    """3D Slicer / ITK write a 2-D label columns-first and a cine's label as a 3-D volume: read
+    back, rows stay rows and frames stay frames."""
+    import itk
+
+    frame = (small_cine.vessel[0, :, :100] > 0).astype(np.uint8)  # not square: a transpose would show
+    itk.imwrite(itk.image_from_array(frame), str(tmp_path / "slicer_label.nii.gz"))
+    assert np.array_equal(read_angiogram(tmp_path / "slicer_label.nii.gz").frames[0], frame)
+    stack = (small_cine.vessel[:4, :, :100] > 0).astype(np.uint8)
+    itk.imwrite(itk.image_from_array(stack), str(tmp_path / "cine_label.nii.gz"))
+    with pytest.raises(AngioDataError, match="volume_as_frames"):
+        read_angiogram(tmp_path / "cine_label.nii.gz")
+    assert np.array_equal(read_angiogram(tmp_path / "cine_label.nii.gz", volume_as_frames=True).frames, stack)
+    write_nifti(tmp_path / "ours.nii.gz", stack[0])  # our own files are not transposed
+    assert np.array_equal(read_angiogram(tmp_path / "ours.nii.gz").frames[0], stack[0])
+
+
+def test_a_folder_with_one_dicom_reads_as_that_file(tmp_path, small_cine):
+    """MONAI Label caches a DICOMweb series as a folder of its files."""
+    series = tmp_path / "series"
+    write_dicom_xa(series / "1.2.3.dcm", to_uint(small_cine.image[:3], 8), 0.3, 66.7)
+    assert read_angiogram(series).frames.shape == (3, 128, 128)
+    write_dicom_xa(series / "1.2.4.dcm", to_uint(small_cine.image[:3], 8), 0.3, 66.7)
+    with pytest.raises(AngioDataError, match="2 DICOM files"):
+        read_angiogram(series)
+
+
 def test_frame_selection(tmp_path, small_cine):
     path = write_nifti(tmp_path / "cine.nii.gz", to_uint(small_cine.image, 8), 0.3, 66.7)
     assert read_angiogram(path, frames=2).frames.shape == (1, 128, 128)

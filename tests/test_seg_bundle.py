@@ -16,7 +16,7 @@ from angiokit.data.dicom_seg import read_dicom_seg
 from angiokit.networks import VasoMIM, export_encoder
 
 from .bundle_utils import config, verify_metadata, workflow
-from .conftest import REPO
+from .conftest import REPO, free_port
 
 NET = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#feature_size": 8}
 TRAIN = {**NET, "batch_size": 2, "synthetic_length": 6, "synthetic_val_length": 2, "num_workers": 0, "warmup_epochs": 1, "val_interval": 1}
@@ -69,10 +69,18 @@ def test_inference_png_nifti_and_dicom_seg_agree(trained, tmp_path, small_cine):
     write_png(inputs / "still.png", to_uint(small_cine.image[-1], 8))
     write_dicom_xa(inputs / "run.dcm", to_uint(small_cine.image[:4], 8), 0.3, 66.7)
     out = tmp_path / "pred"
-    _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs), **NET)
+    wf = _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs), **NET)
+    pred = wf.evaluator.state.output["pred"]  # the last input, still.png: [1, C, H, W] (not decollated)
+    assert torch.allclose(pred.sum(1), torch.ones(1, 128, 128), atol=1e-4)  # class probabilities per pixel
+    image = wf.parser.get_parsed_content("preprocessing")({"image": str(inputs / "still.png")})["image"]
+    with torch.no_grad():
+        logits = wf.parser.get_parsed_content("inferer")(image[None], wf.parser.get_parsed_content("network").eval())
+    expected = logits.argmax(1)[0].numpy().astype(bool)
     names = sorted(p.name for p in out.iterdir())
     assert "still_seg.png" in names and "still_seg.nii.gz" in names and "run_seg.dcm" in names
-    assert read_angiogram(out / "still_seg.png").frames.shape == (1, 128, 128)  # the input's size
+    still = read_angiogram(out / "still_seg.png").frames
+    assert still.shape == (1, 128, 128)  # the input's size
+    assert np.array_equal(still[0] > 0, expected)  # the network's classes, as written
     seg = pydicom.dcmread(out / "run_seg.dcm")
     assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 4
     source = pydicom.dcmread(inputs / "run.dcm")
@@ -100,8 +108,23 @@ def test_unet_baseline_and_pretrained_encoder_configs_train(tmp_path):
 
 def test_two_process_gloo_ddp_finishes(tmp_path):
     overrides = sum(([f"--{k}", str(v)] for k, v in TRAIN.items()), [])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29544", "-m", "monai.bundle", "run",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "monai.bundle", "run",
            "--config_file", json.dumps(config("xa_vessel_seg", "train", "multi_gpu_train")), "--bundle_root", str(tmp_path), "--max_epochs", "1", *overrides]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").exists()
+
+
+def test_standard_dataset_ids_take_a_datastore_list(tmp_path, small_frames):
+    """MONAI Label's bundle train task overrides train#dataset#data / validate#dataset#data with
+    the datastore's {"image", "label"} list (labels 0/1 PNG as annotators save them)."""
+    from angiokit.data import write_png
+
+    data = []
+    for i, s in enumerate(small_frames[:3]):
+        data.append({"image": write_png(tmp_path / "ds" / f"f{i}.png", to_uint(s.image[0], 8)), "label": write_png(tmp_path / "ds" / "labels" / f"f{i}.png", s.vessel[0])})
+    wf = workflow("xa_vessel_seg", ["train"], "train", bundle_root=str(tmp_path / "b"), max_epochs=1, **{**TRAIN, "train#dataset#data": data[:2], "validate#dataset#data": data[2:]})
+    wf.initialize()
+    assert len(wf.parser.get_parsed_content("train#dataset")) == 2
+    wf.run()
+    assert (tmp_path / "b" / "models" / "model.pt").exists()

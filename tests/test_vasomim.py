@@ -92,14 +92,14 @@ def test_encoder_export_loads_into_vit_and_unetr_strictly(mae):
 
 
 def test_precomputed_priors_feed_the_guidance(tmp_path):
-    from angiokit.data.pretrain import pretrain_dataset
+    from angiokit.data.pretrain import pretrain_dataset, pretrain_items
     from angiokit.data.synthetic import SynthConfig
     from angiokit.data.synthetic.export import write_synthetic_dataset
     from angiokit.data.priors import write_priors
 
     write_synthetic_dataset(str(tmp_path), n=3, cfg=SynthConfig(size=64), progress=False)
     priors = write_priors(str(tmp_path / "datalist.json"), progress=False)
-    sample = pretrain_dataset(priors, splits=("training", "validation", "test"), image_size=32, augment=False)[0]
+    sample = pretrain_dataset(pretrain_items(priors, splits=("training", "validation", "test")), image_size=32, augment=False)[0]
     assert sample["prior"].shape == sample["image"].shape == (1, 32, 32) and 0.0 <= sample["prior"].min() and sample["prior"].max() <= 1.0
     anatomy = AnatomyGuidance(prior_weight=0.5)
     x, given = sample["image"][None].float(), sample["prior"][None].float()

@@ -14,7 +14,7 @@ from angiokit.data import to_uint, write_png
 from angiokit.networks import load_encoder
 
 from .bundle_utils import config, verify_metadata, workflow
-from .conftest import REPO
+from .conftest import REPO, free_port
 
 TINY = {
     "image_size": 32,
@@ -100,7 +100,7 @@ def test_inference_writes_reconstruction_grids_for_given_images(tmp_path, small_
 
 def test_two_process_gloo_ddp_run_finishes(tmp_path):
     overrides = sum(([f"--{k}", str(v)] for k, v in TINY.items()), [])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "monai.bundle", "run",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "monai.bundle", "run",
            "--config_file", json.dumps(config("vasomim_pretrain", "train", "multi_gpu_train")), "--bundle_root", str(tmp_path), "--max_epochs", "2", *overrides]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -27,21 +27,25 @@ class LoadAngiogramd(MapTransform):
     """Load frames with angiokit's readers (PNG/JPEG, DICOM XA, NIfTI) as [1, H, W] MetaTensors.
 
     The frame of a cine comes from the item's ``frame`` key when present, else ``frame``
-    (default: the frame of maximum contrast).
+    (default: the frame of maximum contrast). A 3-D NIfTI is read as a stack of frames (a cine
+    exported by ITK / 3D Slicer / MONAI Label, or its label).
     """
 
-    def __init__(self, keys: KeysCollection, frame="max_contrast", allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection, frame="max_contrast", allow_missing_keys: bool = False, volume_as_frames: bool = True):
         super().__init__(keys, allow_missing_keys)
-        self.frame = frame
+        self.frame, self.volume_as_frames = frame, volume_as_frames
 
     def __call__(self, data: Mapping[Hashable, object]):
         d = dict(data)
+        # the item's frame is used up here (kept in the meta data as "frame", -1 when chosen by
+        # rule), so items of stills and of cine frames collate into one batch
+        frame = d.pop("frame", self.frame)
         for key in self.key_iterator(d):
             path = d[key]
             if not isinstance(path, (str, os.PathLike)) or not str(path):
                 continue  # already loaded, or an optional image that is absent ("")
-            angio = read_angiogram(path, frames=d.get("frame", self.frame))
-            meta = {"filename_or_obj": str(path), "pixel_spacing_mm": angio.meta.get("pixel_spacing_mm") or 0.0}
+            angio = read_angiogram(path, frames=frame, volume_as_frames=self.volume_as_frames)
+            meta = {"filename_or_obj": str(path), "pixel_spacing_mm": angio.meta.get("pixel_spacing_mm") or 0.0, "frame": frame if isinstance(frame, int) else -1}
             d[key] = MetaTensor(torch.from_numpy(angio.frames), meta=meta)
         return d
 
@@ -91,27 +95,25 @@ def _datalist_items(datalist: str, splits: Sequence[str]) -> List[dict]:
     return [{k: e[k] for k in keep if k in e} for e in read_entries(datalist, splits)]
 
 
-def pretrain_dataset(
-    datalist: Optional[str] = None,
-    data_glob: Optional[str] = None,
-    splits: Sequence[str] = ("training",),
-    image_size: int = 224,
-    synthetic_length: int = 1024,
-    seed: int = 0,
-    augment: bool = True,
-):
-    """The pre-training set: a datalist (its ``splits``; labels are ignored), a glob of frames
-    (comma-separated globs allowed), both, or, with neither, synthetic angiograms."""
+def pretrain_items(datalist: Optional[str] = None, data_glob: Optional[str] = None, splits: Sequence[str] = ("training",)) -> List[dict]:
+    """Unlabeled frames from comma-separated datalists (their ``splits``; labels ignored) and/or
+    comma-separated globs. [] when neither is given (synthetic data)."""
     items: List[dict] = []
-    if datalist:
-        for path in str(datalist).split(","):
-            items += _datalist_items(path.strip(), splits)
-    if data_glob:
-        for pattern in str(data_glob).split(","):
-            found = sorted(globlib.glob(pattern.strip(), recursive=True))
-            if not found:
-                raise AngioDataError(pattern, "glob matches no files")
-            items += [{"image": f} for f in found]
+    for path in [p.strip() for p in str(datalist or "").split(",") if p.strip()]:
+        items += _datalist_items(path, splits)
+    for pattern in [p.strip() for p in str(data_glob or "").split(",") if p.strip()]:
+        found = sorted(globlib.glob(pattern, recursive=True))
+        if not found:
+            raise AngioDataError(pattern, "glob matches no files")
+        items += [{"image": f} for f in found]
+    return items
+
+
+def pretrain_dataset(data: Sequence[dict] = (), image_size: int = 224, synthetic_length: int = 1024, seed: int = 0, augment: bool = True):
+    """``data`` (items with "image" and optionally pre-computed "prior") with the pre-training
+    transforms, or, when empty, synthetic angiograms. ``data`` is the standard
+    ``train#dataset#data`` a bundle caller may override."""
+    items = list(data)
     if not items:
         return SyntheticPretrainDataset(synthetic_length, image_size, seed)
     keys = ["image", "prior"] if all("prior" in it for it in items) else ["image"]
@@ -120,4 +122,4 @@ def pretrain_dataset(
     return Dataset(items, transform=pretrain_transforms(image_size, keys, augment))
 
 
-__all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_transforms"]
+__all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_items", "pretrain_transforms"]

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from monai.data import Dataset
-from monai.transforms import Compose, RandFlipd, Resized, ScaleIntensityRanged
+from monai.transforms import Compose, EnsureTyped, RandFlipd, Resized, ScaleIntensityRanged
 
 from .errors import AngioDataError
 from .pretrain import LoadAngiogramd
@@ -46,6 +46,8 @@ def quality_transforms(image_size: int, augment: bool = False) -> Compose:
         _FillMissingAux(),
         ScaleIntensityRanged(keys, a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
         Resized(keys, spatial_size=(image_size, image_size), mode="area"),
+        # targets given as nested lists (e.g. MONAI Label ratings passed as config overrides)
+        EnsureTyped("target", dtype=torch.float32, track_meta=False, allow_missing_keys=True),
     ]
     if augment:
         steps.append(RandFlipd(keys, prob=0.5, spatial_axis=1))
@@ -71,12 +73,18 @@ def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0) -
     return path
 
 
-def quality_dataset(scores_csv: str, splits: Sequence[str] = ("training",), image_size: int = 224, augment: bool = False) -> Dataset:
-    """Rows of ``scores_csv`` in ``splits`` (rows without a split belong to every split)."""
+def score_items(scores_csv: str, splits: Sequence[str] = ("training",)) -> List[dict]:
+    """Items of the rows of ``scores_csv`` in ``splits`` (rows without a split belong to every
+    split): the standard ``train#dataset#data`` of the CAS-IQA bundle."""
     rows = [r for r in read_scores_csv(scores_csv) if not r["split"] or r["split"] in splits]
     if not rows:
         raise AngioDataError(scores_csv, f"no rows in splits {list(splits)}")
-    return Dataset(rows_to_items(rows), transform=quality_transforms(image_size, augment))
+    return rows_to_items(rows)
+
+
+def quality_dataset(scores_csv: str, splits: Sequence[str] = ("training",), image_size: int = 224, augment: bool = False) -> Dataset:
+    """``score_items`` with ``quality_transforms``."""
+    return Dataset(score_items(scores_csv, splits), transform=quality_transforms(image_size, augment))
 
 
 def prepare_quality_batch(batch: Dict, device=None, non_blocking: bool = False, **_):
@@ -94,17 +102,31 @@ def folder_items(input_glob: str) -> List[dict]:
     ``<stem>_aux_reference.<ext>`` beside each image (files named ``*_aux_*`` are not scored)."""
     items = []
     for pattern in [p.strip() for p in str(input_glob).split(",") if p.strip()]:
-        found = sorted(f for f in glob.glob(pattern) if os.path.isfile(f) and "_aux_" not in os.path.basename(f) and not f.endswith((".csv", ".json")))
+        found = sorted(f for f in glob.glob(pattern) if os.path.isfile(f) and not is_auxiliary(f) and not f.endswith((".csv", ".json")))
         if not found:
             raise AngioDataError(pattern, "no images to score match")
         for path in found:
-            stem, ext = os.path.splitext(path)
-            item = {"image": path, "target": torch.zeros(len(METRICS), 6), "case": os.path.basename(stem)}
-            for key, suffix in AUX.items():
-                aux = f"{stem}_{suffix}{ext}"
-                item[key] = aux if os.path.isfile(aux) else ""
+            item = {"image": path, "target": torch.zeros(len(METRICS), 6), "case": _split_name(os.path.basename(path))[0]}
+            item.update(auxiliary_paths(path))
             items.append(item)
     return items
+
+
+def _split_name(name: str):
+    return (name[: -len(".nii.gz")], ".nii.gz") if name.lower().endswith(".nii.gz") else os.path.splitext(name)
+
+
+def is_auxiliary(path: str) -> bool:
+    return "_aux_" in os.path.basename(path)
+
+
+def auxiliary_paths(image_path: str) -> Dict[str, str]:
+    """The naming rule: {"fluoro": "<stem>_aux_fluoro.<ext>", "reference": ...} beside the image,
+    "" for those that do not exist."""
+    stem, ext = _split_name(os.path.basename(image_path))
+    folder = os.path.dirname(image_path)
+    paths = {key: os.path.join(folder, f"{stem}_{suffix}{ext}") for key, suffix in AUX.items()}
+    return {key: path if os.path.isfile(path) else "" for key, path in paths.items()}
 
 
 def inference_dataset(input_glob: Optional[str] = None, scores_csv: Optional[str] = None, image_size: int = 224) -> Dataset:

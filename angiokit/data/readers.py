@@ -105,7 +105,11 @@ def read_raster(path: str) -> Angiogram:
     return Angiogram(data.astype(np.float32)[None], meta)
 
 
-def read_nifti(path: str) -> Angiogram:
+def read_nifti(path: str, volume_as_frames: bool = False) -> Angiogram:
+    """NIfTI frame (H, W), cine (H, W, 1, T), or - with ``volume_as_frames`` - a 3-D (H, W, T)
+    stack of frames (what ITK and 3D Slicer write for a cine's segmentation). Files whose first
+    array axis runs along the world x axis (ITK / Slicer: columns first) are transposed, so rows
+    stay rows whoever wrote the file."""
     import nibabel as nib
 
     try:
@@ -114,15 +118,22 @@ def read_nifti(path: str) -> Angiogram:
     except Exception as e:  # nibabel raises several types for corrupt files
         raise AngioDataError(path, f"not a readable NIfTI file ({type(e).__name__}: {e})") from e
     zooms = img.header.get_zooms()
+    if data.ndim >= 2:
+        axis0 = np.abs(img.affine[:3, 0])
+        if axis0[0] > axis0[1]:  # array axis 0 is world x: columns first
+            data = np.swapaxes(data, 0, 1)
     if data.ndim == 2:
         frames = data[None]
     elif data.ndim == 3 and data.shape[2] == 1:
         frames = data[..., 0][None]
     elif data.ndim == 4 and data.shape[2] == 1:
         frames = np.moveaxis(data[:, :, 0, :], -1, 0)  # (H, W, 1, T) -> (T, H, W)
+    elif data.ndim == 3 and volume_as_frames:
+        frames = np.moveaxis(data, -1, 0)
     elif data.ndim == 3:
         raise AngioDataError(
             path, f"is a 3-D volume of shape {data.shape}; expected a 2-D frame (H, W) or a cine stored as (H, W, 1, T)"
+            " (a 3-D stack of label frames reads with volume_as_frames=True)"
         )
     else:
         raise AngioDataError(path, f"unexpected NIfTI shape {data.shape}; expected (H, W) or (H, W, 1, T)")
@@ -190,12 +201,17 @@ def read_dicom(path: str, modalities=("XA",)) -> Angiogram:
     return Angiogram(frames, meta)
 
 
-def read_angiogram(path, frames: FrameChoice = "all") -> Angiogram:
-    """Read any supported angiogram file; ``frames`` is "all", an index, or "max_contrast"."""
-    path = os.fspath(path)
+def read_angiogram(path, frames: FrameChoice = "all", volume_as_frames: bool = False) -> Angiogram:
+    """Read any supported angiogram file; ``frames`` is "all", an index, or "max_contrast".
+    ``volume_as_frames`` reads a 3-D NIfTI as a stack of frames instead of refusing it. A folder
+    holding one DICOM file (a DICOMweb series as MONAI Label caches it) reads as that file."""
+    path = _single_dicom_in_folder(os.fspath(path))
     _check_file(path)
     kind = detect_format(path)
-    result = {"raster": read_raster, "nifti": read_nifti, "dicom": read_dicom}[kind](path)
+    if kind == "nifti":
+        result = read_nifti(path, volume_as_frames)
+    else:
+        result = {"raster": read_raster, "dicom": read_dicom}[kind](path)
     result.meta["path"] = path
     if result.frames.shape[1] < 2 or result.frames.shape[2] < 2:
         raise AngioDataError(path, f"image is {result.frames.shape[1:]} pixels; expected a 2-D frame")
@@ -205,6 +221,17 @@ def read_angiogram(path, frames: FrameChoice = "all") -> Angiogram:
         result.frames = result.frames[index : index + 1]
         result.meta["frame_index"] = index
     return result
+
+
+def _single_dicom_in_folder(path: str) -> str:
+    if not os.path.isdir(path):
+        return path
+    files = sorted(os.path.join(path, f) for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)) and (f.lower().endswith(DICOM_SUFFIXES) or is_dicom_file(os.path.join(path, f))))
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise AngioDataError(path, "is a folder without DICOM files; expected an image file")
+    raise AngioDataError(path, f"is a folder of {len(files)} DICOM files; an angiogram is one (multi-frame) XA file")
 
 
 def load_frame(path, frame: FrameChoice = "max_contrast") -> np.ndarray:

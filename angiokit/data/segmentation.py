@@ -32,9 +32,6 @@ from .errors import AngioDataError
 from .pretrain import LoadAngiogramd
 
 
-SYNTHETIC_SPLIT_SEEDS = {"training": 0, "validation": 7919, "test": 15737}
-
-
 class LabelToClassesd(MapTransform):
     """Binary tasks (num_classes 2): any non-zero value is foreground (0/1 and 0/255 masks alike).
     Multi-class: values must be class indices below ``num_classes``."""
@@ -127,37 +124,25 @@ def datalist_items(datalist: str, splits: Sequence[str], label_key: Optional[str
     return items
 
 
-def segmentation_dataset(
-    datalist: Optional[str] = None,
-    splits: Sequence[str] = ("training",),
-    image_size: int = 224,
-    num_classes: int = 2,
-    train: bool = True,
-    label_key: str = "label",
-    synthetic_length: int = 512,
-    seed: int = 0,
-    augment: bool = True,
-):
-    """A datalist split (comma-separated datalists are concatenated; repeat one to oversample
-    it) or, without a datalist,
-    synthetic angiograms (training: fresh every epoch; otherwise a fixed set)."""
-    if train:
-        transform = train_transforms(image_size, num_classes, augment)
-    else:
-        transform = eval_transforms(num_classes)
-    if not datalist:
-        synthetic_transform = train_transforms(image_size, num_classes, augment) if train else None
-        if synthetic_transform is not None:
-            synthetic_transform = Compose([t for t in synthetic_transform.transforms if not isinstance(t, (LoadAngiogramd, ScaleIntensityRangePercentilesd, LabelToClassesd))])
-        offset = SYNTHETIC_SPLIT_SEEDS.get(splits[0], 0) if not train else 0  # distinct scenes per split
-        return SyntheticSegmentationDataset(synthetic_length, image_size, seed + offset, fresh=train, transform=synthetic_transform)
-    paths = [p.strip() for p in str(datalist).split(",") if p.strip()]
-    items = []
-    for path in paths:  # a split may be missing from some of the lists, not from all
+def items_from_datalists(datalists: Optional[str], splits: Sequence[str], label_key: Optional[str] = "label") -> List[dict]:
+    """Items of ``splits`` from comma-separated datalists (repeat one to oversample it); a split
+    may be missing from some of the lists, not from all. No datalist: [] (synthetic data)."""
+    paths = [p.strip() for p in str(datalists or "").split(",") if p.strip()]
+    items: List[dict] = []
+    for path in paths:
         items += datalist_items(path, splits, label_key, allow_empty=True)
-    if not items:
-        raise AngioDataError(str(datalist), f"no entries in {list(splits)} in any of the datalists")
-    return Dataset(items, transform=transform)
+    if paths and not items:
+        raise AngioDataError(str(datalists), f"no entries in {list(splits)} in any of the datalists")
+    return items
+
+
+def segmentation_dataset(data: Sequence[dict], transform, synthetic_length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True):
+    """``Dataset(data, transform)``, or, when ``data`` is empty, synthetic angiograms with exact
+    masks run through the same transform (fresh scenes every epoch when ``fresh``, else a fixed
+    set). ``data`` is what MONAI Label's bundle train task overrides (``train#dataset#data``)."""
+    if data:
+        return Dataset(list(data), transform=transform)
+    return SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform)
 
 
 def inference_items(datalist: Optional[str] = None, input_glob: Optional[str] = None, splits: Sequence[str] = ("training", "validation", "test")) -> List[dict]:

@@ -15,7 +15,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 from tqdm import tqdm
 
-from ..data.pretrain import pretrain_dataset
+from ..data.pretrain import pretrain_dataset, pretrain_items
 from ..data.writers import atomic_path
 from ..transforms import coarse_vessel_mask, vesselness
 
@@ -43,7 +43,7 @@ def train_bootstrap_segmenter(
     network's arguments to ``out`` + ".json"."""
     torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dataset = pretrain_dataset(datalist, data_glob, image_size=image_size, synthetic_length=max(iterations * batch_size, 64), seed=seed)
+    dataset = pretrain_dataset(pretrain_items(datalist, data_glob), image_size=image_size, synthetic_length=max(iterations * batch_size, 64), seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size)
     network = bootstrap_unet().to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)

@@ -1,0 +1,42 @@
+"""``quality``: the cas_iqa bundle as a classification-type infer task and a train task on the
+annotators' ratings, with its scoring and the ``quality_lowest`` / ``quality_uncertain``
+strategies.
+
+--conf quality_config       bundle overrides (JSON or file), e.g. the sizes it was trained at
+--conf quality_checkpoint   a trained model.pt to start from (when the working copy has none)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from monailabel.interfaces.config import TaskConfig
+
+from ..bundles import bundle_overrides, prepare_checkpoint, working_bundle
+from ..infers.quality import QualityInfer
+from ..scoring import QualityScoring
+from ..strategies import QualityReview
+from ..trainers.quality import QualityTrain
+
+logger = logging.getLogger(__name__)
+
+
+class Quality(TaskConfig):
+    def init(self, name, model_dir, conf, planner, **kwargs):
+        super().init(name, model_dir, conf, planner, **kwargs)
+        self.overrides = bundle_overrides(conf, name)
+        self.bundle_path = working_bundle(model_dir, "cas_iqa", name)
+        origin = prepare_checkpoint(self.bundle_path, self.overrides, conf.get(f"{name}_checkpoint"))
+        logger.info(f"{name}: {self.bundle_path}; weights {origin}; overrides {self.overrides}")
+
+    def infer(self):
+        return {self.name: QualityInfer(self.bundle_path, self.conf, self.overrides)}
+
+    def trainer(self):
+        return QualityTrain(self.bundle_path, self.conf, self.overrides)
+
+    def strategy(self):
+        return {"quality_lowest": QualityReview("quality_score", lowest_first=True), "quality_uncertain": QualityReview("quality_uncertainty", lowest_first=False)}
+
+    def scoring_method(self):
+        return {"quality": QualityScoring(QualityInfer(self.bundle_path, self.conf, self.overrides))}

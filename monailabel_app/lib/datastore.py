@@ -1,0 +1,136 @@
+"""Datastores that keep what annotators already gave.
+
+Uploads are checked before anything is replaced: an image must be a readable angiogram; a
+segmentation label must be readable and have its image's frames, rows and columns; a quality
+rating (label tag ``quality``) must be the JSON of ``angiokit.data.quality.read_rating``. A
+refused upload is an HTTP 422 naming the problem and every earlier label stays as it was; an
+unknown image id is an HTTP 404; replacing an image that has labels by a different one is an
+HTTP 409. Auxiliary images of synthetic angiograms (``*_aux_*``, found by the naming rule) are
+not studies of their own. The datastore file is written to a temporary file, then renamed.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import tempfile
+from typing import Any, Dict, List
+
+from fastapi import HTTPException
+from filelock import FileLock
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import Datastore
+
+from angiokit.data import AngioDataError, read_angiogram
+from angiokit.data.quality import read_rating
+from angiokit.data.quality_dataset import is_auxiliary
+
+logger = logging.getLogger(__name__)
+
+QUALITY_TAG = "quality"
+EXTENSIONS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.nii.gz", "*.nii")
+
+
+def unrated_images(datastore: Datastore) -> List[str]:
+    """Studies without a quality rating."""
+    return [i for i in datastore.list_images() if not datastore.get_label_by_image_id(i, QUALITY_TAG)]
+
+
+def check_label(image_uri: str, label_file: str, label_tag: str, label_info: Dict[str, Any]) -> Dict[str, Any]:
+    """The label info to store (a rating's scores added), or ValueError / AngioDataError."""
+    if label_tag == QUALITY_TAG:
+        return {**(label_info or {}), "rating": read_rating(label_file)}
+    image = read_angiogram(image_uri, volume_as_frames=True).frames
+    label = read_angiogram(label_file, volume_as_frames=True).frames
+    if label.shape != image.shape:
+        raise ValueError(f"label is {tuple(label.shape)} (frames, rows, columns) but the image is {tuple(image.shape)}")
+    if label.min() < 0:
+        raise ValueError("label has negative values; expected class indices")
+    return label_info
+
+
+def refuse(what: str, error: Exception, upload: str = "") -> HTTPException:
+    detail = str(error).replace(upload, "the uploaded file") if upload else str(error)  # not the server's temp name
+    logger.warning(f"refused {what}: {detail}")
+    return HTTPException(status_code=422, detail=f"{what} refused: {detail}")
+
+
+READS = ("get_image_uri", "get_image_info", "get_label_uri", "get_label_info", "get_labels_by_image_id", "get_label_by_image_id", "list_images", "get_labeled_images", "get_unlabeled_images", "datalist", "status", "json")
+WRITES = ("add_image", "remove_image", "save_label", "remove_label", "update_image_info", "update_label_info")
+
+
+def fresh_from_disk(cls):
+    """Reload the datastore file (when its time stamp changed) before every read and write.
+    Scoring and training run in other processes and write scores into it; MONAI Label's file
+    watcher picks that up late or (after an atomic rename) not at all, and a write from stale
+    memory would drop their scores."""
+
+    def wrap(name):
+        method = getattr(cls, name)
+
+        def fresh(self, *args, **kwargs):
+            self._init_from_datastore_file()
+            return method(self, *args, **kwargs)
+
+        fresh.__name__, fresh.__doc__ = name, method.__doc__
+        return fresh
+
+    for name in READS + WRITES:
+        setattr(cls, name, wrap(name))
+    return cls
+
+
+@fresh_from_disk
+class AngioDatastore(LocalDatastore):
+    def __init__(self, datastore_path: str, **kwargs):
+        kwargs.setdefault("extensions", EXTENSIONS)
+        super().__init__(datastore_path, **kwargs)
+
+    def _list_files(self, path, patterns):
+        return {k: v for k, v in super()._list_files(path, patterns).items() if not is_auxiliary(k)}
+
+    def _known(self, image_id: str) -> None:
+        if image_id not in self._datastore.objects:
+            raise HTTPException(status_code=404, detail=f"image {image_id!r} is not in the datastore")
+
+    def get_image_uri(self, image_id: str) -> str:
+        self._known(image_id)
+        return super().get_image_uri(image_id)
+
+    def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
+        try:
+            read_angiogram(image_filename, volume_as_frames=True)
+        except AngioDataError as e:
+            raise refuse(f"image {image_id or 'upload'}", e, image_filename) from e
+        image_id = image_id or self._to_id(os.path.basename(image_filename))[0]
+        if image_id in self._datastore.objects and self._datastore.objects[image_id].labels:
+            current = super().get_image_uri(image_id)
+            if not (os.path.isfile(current) and filecmp.cmp(current, image_filename, shallow=False)):
+                raise HTTPException(status_code=409, detail=f"image {image_id!r} has labels; remove it before uploading a different image under its id")
+        return super().add_image(image_id, image_filename, image_info)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        self._known(image_id)
+        try:
+            label_info = check_label(super().get_image_uri(image_id), label_filename, label_tag, label_info)
+        except (ValueError, AngioDataError) as e:
+            raise refuse(f"label for {image_id} ({label_tag})", e, label_filename) from e
+        return super().save_label(image_id, label_filename, label_tag, label_info)
+
+    def _update_datastore_file(self, lock=True):
+        # the base class rewrites the file in place: a crash mid-write would lose every label's record
+        def write():
+            self._ignore_event_config = True
+            fd, tmp = tempfile.mkstemp(dir=self._datastore_path, prefix=".datastore", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str))
+            os.replace(tmp, self._datastore_config_path)
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+        if lock:
+            with FileLock(self._lock_file):
+                write()
+        else:
+            write()

@@ -1,0 +1,78 @@
+"""MONAI Label app: the vessel segmenter and the CAS-IQA quality scorer of this repository for
+3D Slicer and OHIF, with active learning on angiograms.
+
+    monailabel start_server --app monailabel_app --studies DIR --conf models vessel_seg,quality
+
+``--studies`` is a folder of PNG / JPEG / DICOM XA / NIfTI angiograms or a DICOMweb URL (e.g.
+``http://127.0.0.1:8042/dicom-web``). Models: ``vessel_seg``, ``quality`` or ``all`` (default).
+Their options are in ``lib/configs``; ``--conf model_dir DIR`` is where the working copies of
+the bundles and their weights live (default: ``model/`` in this folder). See
+docs/annotation.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Dict
+
+from lib.configs import CONFIGS
+from lib.datastore import EXTENSIONS, AngioDatastore
+from lib.dicomweb import angio_dicomweb_datastore
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.config import TaskConfig
+from monailabel.tasks.activelearning.random import Random
+
+import angiokit
+
+logger = logging.getLogger(__name__)
+
+
+def selected_models(conf: Dict[str, str]) -> list:
+    names = [m.strip() for m in conf.get("models", "all").split(",") if m.strip()]
+    if not names or "all" in names:
+        return list(CONFIGS)
+    unknown = [m for m in names if m not in CONFIGS]
+    if unknown:
+        raise ValueError(f"--conf models: unknown model(s) {unknown}; available: all, {', '.join(CONFIGS)}")
+    return names
+
+
+class AngioApp(MONAILabelApp):
+    def __init__(self, app_dir, studies, conf):
+        self.model_dir = conf.get("model_dir") or os.path.join(app_dir, "model")
+        self.models: Dict[str, TaskConfig] = {}
+        for name in selected_models(conf):
+            self.models[name] = CONFIGS[name]()
+            self.models[name].init(name, self.model_dir, conf, None)
+        logger.info(f"+++ Using models: {list(self.models)}")
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="angiokit - X-ray coronary angiography",
+            description="Vessel segmentation of frames and cines, CAS-IQA quality scores of synthetic angiograms, active learning",
+            version=angiokit.__version__,
+        )
+
+    def init_datastore(self):
+        if self.studies.startswith(("http://", "https://")):
+            self.studies = self.studies.rstrip("/").strip()
+            return angio_dicomweb_datastore(self.studies)
+        return AngioDatastore(self.studies, extensions=EXTENSIONS, auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD, read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+
+    def init_infers(self):
+        return {k: v for config in self.models.values() for k, v in config.infer().items()}
+
+    def init_trainers(self):
+        return {name: config.trainer() for name, config in self.models.items()}
+
+    def init_strategies(self):
+        strategies = {"random": Random()}
+        for config in self.models.values():
+            strategies.update(config.strategy())
+        return strategies
+
+    def init_scoring_methods(self):
+        return {k: v for config in self.models.values() for k, v in config.scoring_method().items()}

@@ -1,0 +1,329 @@
+"""The MONAI Label app, served for real: ``monailabel start_server`` in a subprocess on
+127.0.0.1 with tiny models and a folder of synthetic angiograms, driven through the REST calls
+3D Slicer's MONAI Label plugin makes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_png, write_nifti, write_png
+from angiokit.data.synthetic import SynthConfig, synthesize
+
+from apps._server import ServerError, serve_app, wait_for_http
+
+from .conftest import SHARED_DATA, free_port
+
+requests = pytest.importorskip("requests")
+
+SEG = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#feature_size": 8, "batch_size": 2, "num_workers": 0}
+IQA = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#num_layers": 2, "batch_size": 2, "num_workers": 0}
+ROWS, COLS = 40, 64  # not square: a transposed label would not fit
+
+
+def _frame(seed: int, frames: int = 1):
+    s = synthesize(SynthConfig(size=COLS, frames=frames), seed=seed)
+    return to_uint(s.image[:, :ROWS], 8), (s.vessel[:, :ROWS] > 0).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monailabel")
+    studies = root / "studies"
+    truth = {}
+    for i in range(4):
+        image, vessel = _frame(i)
+        write_png(studies / f"frame{i}.png", image[0])
+        truth[f"frame{i}"] = vessel[0]
+    cine, _ = _frame(7, frames=4)
+    write_dicom_xa(studies / "run.dcm", cine, 0.3, 66.7)
+    synthetic, _ = _frame(11)
+    write_png(studies / "synthetic.png", synthetic[0])
+    write_png(studies / "synthetic_aux_fluoro.png", _frame(12)[0][0])
+    write_png(studies / "synthetic_aux_reference.png", _frame(13)[0][0])
+    conf = {"models": "all", "model_dir": str(root / "model"), "vessel_seg_config": json.dumps(SEG), "quality_config": json.dumps(IQA), "epistemic_passes": "2"}
+    with _served(root, studies, conf) as (url, log):
+        yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": log}
+
+
+@contextlib.contextmanager
+def _served(*args, **kwargs):
+    try:
+        with serve_app(*args, **kwargs) as served:
+            yield served
+    except ServerError as e:
+        pytest.fail(str(e))
+
+
+def _wait(server, kind: str, timeout: float = 300) -> dict:
+    """Poll /train/ or /scoring/ until the latest task ends."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        task = requests.get(f"{server['url']}/{kind}/").json()
+        if task and task.get("status") in ("DONE", "ERROR", "STOPPED"):
+            return task
+        time.sleep(1)
+    pytest.fail(f"{kind} did not finish in {timeout} s:\n{server['log'].read_text()[-4000:]}")
+
+
+def _info(server, image: str) -> dict:
+    return requests.get(f"{server['url']}/datastore/image/info", params={"image": image}).json()
+
+
+def _put_label(server, image: str, path, tag: str = "final"):
+    with open(path, "rb") as f:
+        return requests.put(f"{server['url']}/datastore/label", params={"image": image, "tag": tag}, files={"label": (os.path.basename(path), f)})
+
+
+def test_info_lists_models_strategies_and_scoring(server):
+    info = requests.get(f"{server['url']}/info/").json()
+    assert set(info["models"]) == {"vessel_seg", "quality"}
+    assert info["models"]["vessel_seg"]["type"] == "segmentation" and info["models"]["quality"]["type"] == "classification"
+    assert {"random", "epistemic", "branch_uncertainty", "quality_lowest", "quality_uncertain"} <= set(info["strategies"])
+    assert set(info["scoring"]) == {"epistemic", "quality"}
+    assert set(info["trainers"]) == {"vessel_seg", "quality"}
+    images = requests.get(f"{server['url']}/datastore/", params={"output": "all"}).json()["objects"]
+    assert "synthetic" in images and not any("_aux_" in k for k in images)  # auxiliary images are no studies
+
+
+def test_infer_returns_a_label_in_the_studys_layout(server, tmp_path):
+    r = requests.post(f"{server['url']}/infer/vessel_seg", params={"image": "frame1", "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200, r.text
+    (tmp_path / "frame1_label.png").write_bytes(r.content)
+    label = read_angiogram(tmp_path / "frame1_label.png").frames
+    assert label.shape == (1, ROWS, COLS) and set(np.unique(label)) <= {0.0, 1.0}
+    r = requests.post(f"{server['url']}/infer/vessel_seg", params={"image": "run", "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200, r.text
+    (tmp_path / "run_label.nii.gz").write_bytes(r.content)  # a cine: a NIfTI with the DICOM's frames
+    assert read_angiogram(tmp_path / "run_label.nii.gz", volume_as_frames=True).frames.shape == (4, ROWS, COLS)
+
+
+def test_labels_are_stored_and_bad_input_is_refused_without_losing_them(server, tmp_path):
+    url, studies = server["url"], server["studies"]
+    write_mask_png(tmp_path / "frame1.png", server["truth"]["frame1"])
+    r = _put_label(server, "frame1", tmp_path / "frame1.png")
+    assert r.status_code == 200, r.text
+    stored = studies / "labels" / "final" / "frame1.png"
+    before = stored.read_bytes()
+    assert np.array_equal(read_angiogram(stored).frames[0] > 0, server["truth"]["frame1"] > 0)
+
+    write_mask_png(tmp_path / "wrong_shape.png", np.ones((COLS, ROWS), np.uint8))
+    r = _put_label(server, "frame1", tmp_path / "wrong_shape.png")
+    assert r.status_code == 422 and "(1, 64, 40)" in r.json()["detail"] and "(1, 40, 64)" in r.json()["detail"]
+    (tmp_path / "corrupt.png").write_bytes(os.urandom(200))
+    r = _put_label(server, "frame1", tmp_path / "corrupt.png")
+    assert r.status_code == 422 and "not a readable image" in r.json()["detail"]
+    assert stored.read_bytes() == before  # the earlier label is untouched
+
+    r = _put_label(server, "no_such_image", tmp_path / "frame1.png")
+    assert r.status_code == 404 and "no_such_image" in r.json()["detail"]
+    r = requests.post(f"{url}/infer/vessel_seg", params={"image": "no_such_image"}, data={"params": "{}"})
+    assert r.status_code == 404
+    with open(tmp_path / "corrupt.png", "rb") as f:
+        r = requests.put(f"{url}/datastore/image", params={"image": "upload"}, files={"file": ("upload.png", f)})
+    assert r.status_code == 422 and "not a readable image" in r.json()["detail"]
+    assert not (studies / "upload.png").exists()
+
+
+def test_epistemic_scoring_in_the_background_drives_active_learning(server):
+    url = server["url"]
+    r = requests.post(f"{url}/scoring/epistemic", json={"device": "cpu"})
+    assert r.status_code == 200, r.text
+    assert _wait(server, "scoring")["status"] == "DONE"
+    unlabelled = ["frame0", "frame2", "frame3", "run", "synthetic"]
+    scores = {i: _info(server, i) for i in unlabelled}
+    for i, info in scores.items():
+        assert 0.0 <= info["epistemic_entropy"] <= np.log(2) + 1e-6 and "branch_entropy" in info, (i, info)
+    r = requests.post(f"{url}/activelearning/epistemic", json={})
+    assert r.status_code == 200 and r.json()["id"] == max(unlabelled, key=lambda i: scores[i]["epistemic_entropy"])
+    r = requests.post(f"{url}/activelearning/branch_uncertainty", json={})
+    assert r.status_code == 200 and r.json()["id"] in unlabelled
+
+
+def test_train_fine_tunes_the_segmenter_on_submitted_labels(server):
+    model = server["root"] / "model" / "vessel_seg" / "models" / "model.pt"
+    before = model.stat().st_mtime
+    r = requests.post(f"{server['url']}/train/vessel_seg", json={"max_epochs": 1, "device": "cpu", "multi_gpu": False, "val_split": 0.0})
+    assert r.status_code == 200, r.text
+    task = _wait(server, "train")
+    assert task["status"] == "DONE", "\n".join(task.get("details", []))
+    assert model.stat().st_mtime > before
+
+
+def test_quality_scores_ratings_and_their_training(server, tmp_path):
+    url, studies = server["url"], server["studies"]
+    r = requests.post(f"{url}/infer/quality", params={"image": "synthetic", "output": "json"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert set(result["scores"]) == {"guidewire", "branch", "artifact"} and all(1.0 <= s <= 5.0 for s in result["scores"].values())
+    assert result["auxiliary"] == {"fluoro": str(studies / "synthetic_aux_fluoro.png"), "reference": str(studies / "synthetic_aux_reference.png")}
+    assert all(abs(sum(p.values()) - 1.0) < 1e-3 for p in result["probabilities"].values())
+
+    (tmp_path / "rating.json").write_text(json.dumps({"guidewire": 4, "branch": 2.5, "artifact": 3}))
+    assert _put_label(server, "synthetic", tmp_path / "rating.json", tag="quality").status_code == 200
+    stored = studies / "labels" / "quality" / "synthetic.json"
+    assert json.loads(stored.read_text()) == {"guidewire": 4, "branch": 2.5, "artifact": 3}
+    (tmp_path / "bad.json").write_text(json.dumps({"guidewire": 7, "branch": 2, "artifact": 3}))
+    r = _put_label(server, "synthetic", tmp_path / "bad.json", tag="quality")
+    assert r.status_code == 422 and "outside 1-5" in r.json()["detail"]
+    assert json.loads(stored.read_text())["guidewire"] == 4
+    info = requests.get(f"{url}/datastore/label/info", params={"label": "synthetic", "tag": "quality"}).json()
+    assert info["rating"] == {"guidewire": 4.0, "branch": 2.5, "artifact": 3.0}
+
+    requests.post(f"{url}/scoring/quality", json={"device": "cpu"})
+    assert _wait(server, "scoring")["status"] == "DONE"
+    unrated = ["frame0", "frame1", "frame2", "frame3", "run"]
+    scores = {i: _info(server, i)["quality_score"] for i in unrated}
+    assert "quality_score" not in _info(server, "synthetic")  # rated: not scored again
+    r = requests.post(f"{url}/activelearning/quality_lowest", json={})
+    assert r.json()["id"] == min(scores, key=scores.get)
+
+    model = server["root"] / "model" / "quality" / "models" / "model.pt"
+    before = model.stat().st_mtime
+    requests.post(f"{url}/train/quality", json={"max_epochs": 1, "device": "cpu", "multi_gpu": False})
+    task = _wait(server, "train")
+    assert task["status"] == "DONE", "\n".join(task.get("details", []))
+    assert model.stat().st_mtime > before
+
+
+# ---- DICOMweb: the app against a real PACS (Orthanc with its DICOMweb plugin) on loopback -----
+
+ORTHANC_PLUGINS = ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so"]
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    binary = shutil.which("Orthanc") or next((p for p in ["/usr/sbin/Orthanc", "/usr/bin/Orthanc"] if os.path.exists(p)), None)
+    plugin = next((p for p in ORTHANC_PLUGINS if os.path.exists(p)), None)
+    if not binary or not plugin:
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (Debian: apt-get install orthanc orthanc-dicomweb)")
+    root = tmp_path_factory.mktemp("orthanc")
+    port = free_port()
+    config = {
+        "Name": "angiokit-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"), "HttpPort": port,
+        "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log_path = root / "orthanc.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{url}/system", proc, log_path, 60)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def _series_uid(path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(str(path), stop_before_pixels=True).SeriesInstanceUID)
+
+
+def test_dicomweb_pacs_inference_and_final_label_stored_as_dicom_seg(orthanc, tmp_path):
+    from dicomweb_client import DICOMwebClient
+
+    from angiokit.data.dicom_seg import read_dicom_seg
+
+    real = SHARED_DATA / "dicom_xa" / "XA-MONO2-8-12x-catheter.dcm"
+    cine, vessels = _frame(21, frames=3)
+    synthetic = write_dicom_xa(tmp_path / "synthetic_cine.dcm", cine, 0.3, 66.7)
+    corrected = {_series_uid(synthetic): write_nifti(tmp_path / "corrected.nii.gz", vessels)}  # an annotator's label
+    uploads = [synthetic] + ([real] if real.exists() else [])  # the real file is in ../shared/data
+    for path in uploads:
+        r = requests.post(f"{orthanc}/instances", data=open(path, "rb").read())
+        assert r.status_code == 200 and r.json()["Status"] == "Success", r.text
+    dicomweb = f"{orthanc}/dicom-web"
+    conf = {"models": "vessel_seg", "model_dir": str(tmp_path / "model"), "vessel_seg_config": json.dumps(SEG)}
+    with _served(tmp_path, dicomweb, conf, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")}) as (url, log):
+        r = requests.post(f"{url}/infer/vessel_seg", params={"image": "1.2.3.4.5.not.in.the.pacs"}, data={"params": "{}"})
+        assert r.status_code == 404 and "not among" in r.json()["detail"]
+        for path in uploads:
+            series = _series_uid(path)
+            r = requests.post(f"{url}/infer/vessel_seg", params={"image": series, "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+            assert r.status_code == 200, r.text + log.read_text()[-3000:]
+            label_path = tmp_path / f"{series}.nii.gz"
+            label_path.write_bytes(r.content)
+            label = read_angiogram(label_path, volume_as_frames=True).frames
+            assert label.shape == read_angiogram(path, frames="all").frames.shape  # frame by frame, the cine's layout
+            assert set(np.unique(label)) <= {0.0, 1.0}
+
+            # the annotator saves it (or their correction): a DICOM SEG in the PACS, frame by frame equal
+            label_path = corrected.get(series, label_path)
+            label = read_angiogram(label_path, volume_as_frames=True).frames
+            r = _put_label({"url": url}, series, label_path)
+            assert r.status_code == 200, r.text + log.read_text()[-3000:]
+            client = DICOMwebClient(dicomweb)
+            segs = [s for s in client.search_for_series(search_filters={"Modality": "SEG"}) if _referenced_series(client, s) == series]
+            assert len(segs) == 1, f"expected one SEG referencing {series}"
+            instance = client.retrieve_series(segs[0]["0020000D"]["Value"][0], segs[0]["0020000E"]["Value"][0])[0]
+            instance.save_as(str(tmp_path / "seg.dcm"))
+            np.testing.assert_array_equal(read_dicom_seg(str(tmp_path / "seg.dcm")), label > 0)
+
+        # OHIF as served by the app (/ohif/) reads the PACS through the app's DICOMweb proxy
+        assert requests.get(f"{url}/ohif/").status_code == 200
+        r = requests.get(f"{url}/proxy/dicom/qido/series")
+        assert r.status_code == 200
+        listed = sorted(s["00080060"]["Value"][0] for s in r.json())  # the XA runs and their SEGs
+        assert listed == ["SEG"] * len(uploads) + ["XA"] * len(uploads)
+
+
+def _referenced_series(client, seg_series: dict) -> str:
+    import pydicom
+
+    meta = pydicom.Dataset.from_json(client.retrieve_series_metadata(seg_series["0020000D"]["Value"][0], seg_series["0020000E"]["Value"][0])[0])
+    return str(meta.ReferencedSeriesSequence[0].SeriesInstanceUID)
+
+
+# ---- starting weights, and the documentation's figure command --------------------------------
+
+
+def test_a_trained_checkpoint_is_taken_once_and_must_fit_the_configured_sizes(tmp_path):
+    import torch
+
+    from monailabel_app.lib.bundles import prepare_checkpoint, working_bundle
+
+    first = working_bundle(str(tmp_path / "a"), "xa_vessel_seg", "vessel_seg")
+    assert "built by the train config" in prepare_checkpoint(first, SEG)
+    trained = torch.load(os.path.join(first, "models", "model.pt"), weights_only=True)
+    for v in trained.values():
+        v.add_(0.01)  # "training"
+    torch.save(trained, tmp_path / "trained.pt")
+
+    second = working_bundle(str(tmp_path / "b"), "xa_vessel_seg", "vessel_seg")
+    assert prepare_checkpoint(second, SEG, str(tmp_path / "trained.pt")).startswith("copied from")
+    taken = torch.load(os.path.join(second, "models", "model.pt"), weights_only=True)
+    assert all(torch.equal(taken[k], trained[k]) for k in trained)
+    assert prepare_checkpoint(second, SEG, str(tmp_path / "other.pt")).startswith("kept")  # training's weights stay
+
+    wider = {**SEG, "network_def#hidden_size": 64}
+    third = working_bundle(str(tmp_path / "c"), "xa_vessel_seg", "vessel_seg")
+    with pytest.raises(ValueError, match="do not fit the configured network.*vessel_seg_config"):
+        prepare_checkpoint(third, wider, str(tmp_path / "trained.pt"))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        prepare_checkpoint(working_bundle(str(tmp_path / "d"), "xa_vessel_seg", "vessel_seg"), SEG, str(tmp_path / "missing.pt"))
+
+
+def test_annotation_figure_command_draws_labels_served_by_the_api(tmp_path):
+    """docs/annotation.md's figure command (untrained tiny model: the plumbing)."""
+    from apps.annotation_figure import main
+
+    out = tmp_path / "overlay.png"
+    main(out=str(out), config=json.dumps(SEG), workdir=str(tmp_path / "work"), synthetic_size=64)
+    figure = read_angiogram(out).frames
+    assert figure.shape[1] > 300 and figure.shape[2] > 300
+    labels = sorted(p.name for p in (tmp_path / "work").glob("*_label.*"))
+    assert "synthetic_label.png" in labels
+    if SHARED_DATA.joinpath("dicom_xa").exists():
+        assert "real_cine_label.nii.gz" in labels and read_angiogram(tmp_path / "work" / "real_cine_label.nii.gz", volume_as_frames=True).frames.shape[0] == 12

@@ -4,23 +4,50 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_logged(cmd: List[str], log: str) -> float:
-    """Run a command from the repository root, output to ``log``; seconds taken. Raises with
-    the log's tail on failure."""
+EPOCH = re.compile(r"Epoch: (\d+)/(\d+)")
+
+
+def last_epoch(log: str) -> Optional[Tuple[int, int]]:
+    """(epoch, of) from the last "Epoch: e/N" line MONAI's trainers log, or None."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - 8192))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = EPOCH.findall(tail)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
+
+
+def run_logged(cmd: List[str], log: str, label: str = "", poll_s: float = 2.0) -> float:
+    """Run a command from the repository root, output to ``log``; seconds taken. While it runs,
+    prints ``label``'s epoch progress whenever it changes. Raises with the log's tail on failure."""
     start = time.time()
     print(f"$ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        shown = None
+        while True:
+            try:
+                proc.wait(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            epoch = last_epoch(log)
+            if label and epoch and epoch != shown:
+                shown = epoch
+                print(f"  {label}: epoch {epoch[0]}/{epoch[1]} ({time.time() - start:.0f} s)", flush=True)
     if proc.returncode != 0:
         raise RuntimeError(f"command failed ({log}):\n{open(log).read()[-3000:]}")
     return time.time() - start
@@ -52,7 +79,7 @@ class Steps:
         if os.path.exists(marker) and os.path.exists(done_file):
             print(f"[skip] {name}: finished before ({done_file})", flush=True)
             return
-        self.timings[name] = run_logged(cmd, self.path("logs", f"{name}.log"))
+        self.timings[name] = run_logged(cmd, self.path("logs", f"{name}.log"), label=name)
         if not os.path.exists(done_file):
             raise RuntimeError(f"step {name} finished without writing {done_file}; see {self.path('logs', name + '.log')}")
         open(marker, "w").write(f"{self.timings[name]:.1f} s\n")

@@ -127,3 +127,17 @@ def test_steps_rerun_a_step_that_wrote_its_output_but_failed(tmp_path):
     again = Steps(str(tmp_path / "run"))
     again.run("train", str(output), failing)  # finished before: not run, so it cannot fail
     assert output.read_text() == "final" and again.timings == {}
+
+
+def test_links_in_readme_and_docs_point_at_files_that_exist():
+    import re
+
+    pages = [REPO / "README.md", REPO / "monailabel_app" / "README.md"] + sorted((REPO / "docs").glob("*.md")) + sorted((REPO / "bundles").glob("*/docs/README.md"))
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, broken

@@ -8,6 +8,7 @@ import torch
 from angiokit.data import AngioDataError
 from angiokit.data.quality import Failure, QualityScene, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, write_quality_benchmark
 from angiokit.networks import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
+from angiokit.networks.cas_iqa import plcc_loss
 
 TINY = dict(hidden_size=64, num_heads=2, mlp_dim=128, num_layers=2)
 
@@ -89,6 +90,19 @@ def test_metrics_are_prompts_new_prompts_need_no_code():
     assert new.shape == (2, 2, 5)
     a, b = model(x, x, x, prompts=["How visible is the guidewire?"]), model(x, x, x, prompts=["How free of artifacts is it?"])
     assert not torch.allclose(a, b)  # the question changes the answer
+
+
+def test_plcc_loss_bounded_for_near_constant_scores():
+    # an untrained model's scores are near-constant; 1 - PLCC's gradient grows as 1/std(pred)
+    # and then swamped the cross-entropy (the model learned batch ranks at score std ~0.005)
+    torch.manual_seed(0)
+    target = torch.rand(16, 3) * 4 + 1
+    pred = (3.0 + 1e-3 * torch.randn(16, 3)).requires_grad_()
+    plcc_loss(pred, target).backward()
+    assert pred.grad.abs().max() < 0.5
+    spread = target + 0.5 * torch.randn(16, 3)  # spread predictions: the plain 1 - PLCC
+    r = [np.corrcoef(spread[:, j].numpy(), target[:, j].numpy())[0, 1] for j in range(3)]
+    assert plcc_loss(spread, target).item() == pytest.approx(1.0 - float(np.mean(r)), abs=1e-5)
 
 
 def test_ablations_and_losses():

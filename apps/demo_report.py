@@ -97,7 +97,7 @@ def write_report(demo, device: str, segmentation: Dict, quality: Dict, seconds: 
     reconstructions = sorted(glob.glob(demo.path("pretrain", "eval", "reconstruction_epoch*.png")))
     if reconstructions:
         shutil.copy(reconstructions[-1], os.path.join(figures, "reconstruction.png"))
-        lines += [f"Anatomy-guided masking and reconstructions of held-out frames ({os.path.basename(reconstructions[-1])}):", "", "![reconstructions](figures/reconstruction.png)", ""]
+        lines += [f"Anatomy-guided masking and reconstructions of the last training batch ({os.path.basename(reconstructions[-1])}; the vessel prior guides which patches are masked):", "", "![reconstructions](figures/reconstruction.png)", ""]
     else:
         lines += ["(no reconstruction grid was written)", ""]
 

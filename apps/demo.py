@@ -155,6 +155,7 @@ def _csv_means(path: str) -> Dict[str, float]:
 def main(out: str = "runs/demo", quick: bool = False, fresh: bool = False, unlabeled: Optional[str] = None, labeled: Optional[str] = None, labeled_split: Optional[str] = None, workers: int = 1, **sizes) -> str:
     """Run (or resume) the demo; returns the path of OUT/report.md. Any size of the profile can
     be overridden, e.g. ``--pretrain_epochs 40``."""
+    from angiokit.data.writers import atomic_path
     from apps.demo_report import write_report
 
     cfg = dict(PROFILES["quick" if quick else "default"])
@@ -168,11 +169,14 @@ def main(out: str = "runs/demo", quick: bool = False, fresh: bool = False, unlab
     if fresh and os.path.isdir(out):
         shutil.rmtree(out)
     demo = Demo(out, cfg, workers)
+    # finished stages are reused only by a run of the same sizes and data
+    settings = {"sizes": cfg, "unlabeled": unlabeled and os.path.abspath(unlabeled), "labeled": labeled and os.path.abspath(labeled), "labeled_split": labeled_split}
     settings_file = demo.path("settings.json")
-    if os.path.exists(settings_file) and json.load(open(settings_file))["sizes"] != cfg:
-        raise ValueError(f"{out} holds a run with other sizes ({settings_file}); use --fresh or another --out")
+    if os.path.exists(settings_file) and json.load(open(settings_file)) != settings:
+        raise ValueError(f"{out} holds a run with other sizes or data ({settings_file}); use --fresh or another --out")
     os.makedirs(demo.out, exist_ok=True)
-    json.dump({"sizes": cfg, "unlabeled": unlabeled, "labeled": labeled}, open(settings_file, "w"), indent=2)
+    with atomic_path(settings_file) as tmp, open(tmp, "w") as f:
+        json.dump(settings, f, indent=2)
 
     import torch
 

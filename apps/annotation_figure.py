@@ -20,7 +20,6 @@ import time
 from typing import Optional
 
 import fire
-import numpy as np
 
 from apps._server import serve_app
 

@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import fire
 import numpy as np

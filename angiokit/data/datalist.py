@@ -12,7 +12,7 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional
 
-from .errors import AngioDataError
+from .errors import AngioDataError, read_json
 from .writers import atomic_path
 
 SPLITS = ("training", "validation", "test")
@@ -88,13 +88,7 @@ def read_entries(datalist: str, splits: Iterable[str], required: Iterable[str] =
     """The entries of ``splits`` with their file keys (``path_keys``) made absolute. An entry
     lacking a ``required`` key, a missing file or (unless ``allow_empty``) no entries at all is
     an ``AngioDataError`` naming the datalist."""
-    if not os.path.isfile(datalist):
-        raise AngioDataError(datalist, "datalist not found")
-    try:
-        with open(datalist) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise AngioDataError(datalist, f"not valid JSON ({e})") from e
+    doc = read_json(datalist, "datalist")
     root = os.path.dirname(os.path.abspath(datalist))
     path_keys = set(path_keys)
     entries = []

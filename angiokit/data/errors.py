@@ -12,3 +12,17 @@ class AngioDataError(ValueError):
         self.path = os.fspath(path) if path is not None else "<array>"
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def read_json(path, what: str):
+    """The parsed JSON of ``path`` (``what`` it should be, for the error): a missing, unreadable
+    or invalid file is an ``AngioDataError`` naming it."""
+    import json
+
+    if not os.path.isfile(path):
+        raise AngioDataError(path, f"{what} not found")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AngioDataError(path, f"not a JSON {what} ({type(e).__name__}: {e})") from e

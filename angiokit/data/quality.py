@@ -18,7 +18,6 @@ labels. Real CAS-3K-style scores can be imported from a CSV instead (``read_scor
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
@@ -26,7 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from scipy.ndimage import gaussian_filter, shift
 
-from .errors import AngioDataError
+from .errors import AngioDataError, read_json
 from .synthetic import AngiogramScene, SynthConfig
 from .synthetic.tube_raster import Tube, rasterize_tubes
 
@@ -261,11 +260,7 @@ def read_rating(path: str) -> Dict[str, float]:
     """One rater's scores of one synthetic angiogram, a JSON object
     ``{"guidewire": 1-5, "branch": 1-5, "artifact": 1-5}`` (other keys, e.g. a comment, are kept
     out); errors name the file and the problem."""
-    try:
-        with open(path) as f:
-            rating = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AngioDataError(path, f"not a JSON quality rating ({type(e).__name__}: {e})") from e
+    rating = read_json(path, "quality rating")
     if not isinstance(rating, dict):
         raise AngioDataError(path, f"a quality rating is a JSON object with {list(METRICS)}; got a {type(rating).__name__}")
     missing = [m for m in METRICS if m not in rating]

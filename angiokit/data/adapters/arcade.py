@@ -12,7 +12,6 @@ with the distributed masks at IoU >= 0.998 for every image (a test checks it).
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from typing import Iterable, List, Optional
@@ -21,19 +20,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from ..errors import AngioDataError
+from ..errors import AngioDataError, read_json
 from ..writers import write_png
 from .common import SplitSpec, save_pair, write_prepared
 
 
 def load_coco(annotation_json: str) -> dict:
-    if not os.path.isfile(annotation_json):
-        raise AngioDataError(annotation_json, "COCO annotation file not found")
-    try:
-        with open(annotation_json) as f:
-            coco = json.load(f)
-    except json.JSONDecodeError as e:
-        raise AngioDataError(annotation_json, f"not valid JSON ({e})") from e
+    coco = read_json(annotation_json, "COCO annotation file")
     for key in ("images", "annotations", "categories"):
         if key not in coco:
             raise AngioDataError(annotation_json, f"not a COCO file: no '{key}' list")

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 
 import torch
 from monai.bundle import ConfigParser
+from monailabel.interfaces.config import TaskConfig
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +105,17 @@ def prepare_checkpoint(bundle_path: str, overrides: Dict[str, Any], checkpoint: 
             f"--conf {Path(bundle_path).name}_config (now {json.dumps(overrides)}): {str(e)[:400]}"
         ) from e
     return origin
+
+
+class BundleTaskConfig(TaskConfig):
+    """A ``TaskConfig`` whose model is a working copy of ``bundles/<BUNDLE>``: overrides from
+    ``--conf <name>_config``, starting weights from ``--conf <name>_checkpoint``."""
+
+    BUNDLE = ""
+
+    def init(self, name, model_dir, conf, planner, **kwargs):
+        super().init(name, model_dir, conf, planner, **kwargs)
+        self.overrides = bundle_overrides(conf, name)
+        self.bundle_path = working_bundle(model_dir, self.BUNDLE, name)
+        origin = prepare_checkpoint(self.bundle_path, self.overrides, conf.get(f"{name}_checkpoint"))
+        logger.info(f"{name}: {self.bundle_path}; weights {origin}; overrides {self.overrides}")

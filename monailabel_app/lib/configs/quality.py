@@ -8,26 +8,15 @@ strategies.
 
 from __future__ import annotations
 
-import logging
-
-from monailabel.interfaces.config import TaskConfig
-
-from ..bundles import bundle_overrides, prepare_checkpoint, working_bundle
+from ..bundles import BundleTaskConfig
 from ..infers.quality import QualityInfer
 from ..scoring import QualityScoring
 from ..strategies import QualityReview
 from ..trainers.quality import QualityTrain
 
-logger = logging.getLogger(__name__)
 
-
-class Quality(TaskConfig):
-    def init(self, name, model_dir, conf, planner, **kwargs):
-        super().init(name, model_dir, conf, planner, **kwargs)
-        self.overrides = bundle_overrides(conf, name)
-        self.bundle_path = working_bundle(model_dir, "cas_iqa", name)
-        origin = prepare_checkpoint(self.bundle_path, self.overrides, conf.get(f"{name}_checkpoint"))
-        logger.info(f"{name}: {self.bundle_path}; weights {origin}; overrides {self.overrides}")
+class Quality(BundleTaskConfig):
+    BUNDLE = "cas_iqa"
 
     def infer(self):
         return {self.name: QualityInfer(self.bundle_path, self.conf, self.overrides)}

@@ -10,26 +10,16 @@ the ``epistemic`` / ``branch_uncertainty`` strategies.
 
 from __future__ import annotations
 
-import logging
-
-from monailabel.interfaces.config import TaskConfig
 from monailabel.tasks.activelearning.epistemic import Epistemic
 
-from ..bundles import bundle_overrides, prepare_checkpoint, working_bundle
+from ..bundles import BundleTaskConfig
 from ..infers.vessel_seg import VesselSegInfer
 from ..scoring import MCDropoutScoring
 from ..trainers.vessel_seg import VesselSegTrain
 
-logger = logging.getLogger(__name__)
 
-
-class VesselSeg(TaskConfig):
-    def init(self, name, model_dir, conf, planner, **kwargs):
-        super().init(name, model_dir, conf, planner, **kwargs)
-        self.overrides = bundle_overrides(conf, name)
-        self.bundle_path = working_bundle(model_dir, "xa_vessel_seg", name)
-        origin = prepare_checkpoint(self.bundle_path, self.overrides, conf.get(f"{name}_checkpoint"))
-        logger.info(f"{name}: {self.bundle_path}; weights {origin}; overrides {self.overrides}")
+class VesselSeg(BundleTaskConfig):
+    BUNDLE = "xa_vessel_seg"
 
     def infer(self):
         return {self.name: VesselSegInfer(self.bundle_path, self.conf, self.overrides)}

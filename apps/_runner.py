@@ -62,6 +62,26 @@ def bundle_command(configs: List[str], root: str, overrides: Dict) -> List[str]:
     return cmd
 
 
+def segmentation_metrics(out: str) -> Dict[str, float]:
+    """Mean Dice / clDice and the number of frames of a vessel segmentation evaluate run
+    (its ``metrics.csv`` and ``val_mean_dice_raw.csv`` in ``out``)."""
+    values = {}
+    for line in open(os.path.join(out, "metrics.csv")):
+        name, _, value = line.strip().replace("\t", ",").partition(",")
+        if value:
+            values[name] = float(value)
+    n = sum(1 for _ in open(os.path.join(out, "val_mean_dice_raw.csv"))) - 1
+    return {"dice": values.get("val_mean_dice"), "cldice": values.get("val_cldice"), "n": n}
+
+
+def classical_metrics(csv_path: str) -> Dict[str, float]:
+    """Mean Dice / clDice and the number of frames of an ``apps.classical --csv`` file."""
+    import csv
+
+    rows = list(csv.DictReader(open(csv_path)))
+    return {"dice": sum(float(r["dice"]) for r in rows) / len(rows), "cldice": sum(float(r["cldice"]) for r in rows) / len(rows), "n": len(rows)}
+
+
 class Steps:
     """Named steps that are skipped once they have finished (so a run resumes). A step counts as
     finished by a marker written after its command succeeded, not by its output file: a

@@ -19,7 +19,6 @@ Steps (each skipped when its output exists, so an interrupted run resumes):
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ from typing import Dict
 
 import fire
 
-from apps._runner import REPO, Steps, bundle_command
+from apps._runner import REPO, Steps, bundle_command, classical_metrics, segmentation_metrics
 
 SHARED = os.environ.get("ANGIOKIT_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 VASOMIM = os.path.join(REPO, "bundles", "vasomim_pretrain", "configs")
@@ -119,25 +118,14 @@ class Comparison(Steps):
         configs = [os.path.join(SEG, "train.json")] + ([os.path.join(SEG, "unet.json")] if model == "unet_scratch" else []) + [os.path.join(SEG, "evaluate.json")]
         overrides = {"datalist": self.datalist(test_name), "eval_split": "test", "output_dir": out, "image_size": self.finetune_size, "num_workers": 0, **self.model_overrides(model, {})}
         self.run(f"evaluate_{task}_{model}_{test_name}", os.path.join(out, "metrics.csv"), bundle_command(configs, root, overrides))
-        return _metrics(out)
+        return segmentation_metrics(out)
 
     def frangi(self, test_name: str) -> Dict[str, float]:
         out = self.path("frangi", f"{test_name}.csv")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         cmd = [sys.executable, "-m", "apps.classical", "--datalist", self.datalist(test_name), "--method", "frangi", "--threshold", "otsu", "--csv", out]
         self.run(f"frangi_{test_name}", out, cmd)
-        rows = list(csv.DictReader(open(out)))
-        return {"dice": sum(float(r["dice"]) for r in rows) / len(rows), "cldice": sum(float(r["cldice"]) for r in rows) / len(rows), "n": len(rows)}
-
-
-def _metrics(out: str) -> Dict[str, float]:
-    values = {}
-    for line in open(os.path.join(out, "metrics.csv")):
-        name, _, value = line.strip().replace("\t", ",").partition(",")
-        if value:
-            values[name] = float(value)
-    n = sum(1 for _ in open(os.path.join(out, "val_mean_dice_raw.csv"))) - 1
-    return {"dice": values.get("val_mean_dice"), "cldice": values.get("val_cldice"), "n": n}
+        return classical_metrics(out)
 
 
 def main(out: str = "runs/compare", quick: bool = False, image_size: int = None, pretrain_epochs: int = None, finetune_epochs: int = None, synthetic: int = None, width: int = None, depth: int = None, workers: int = 1, finetune_size: int = None, tasks: str = None):

@@ -21,7 +21,6 @@ size overrides) and skipped when it finished before (``--fresh`` starts over):
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
@@ -31,9 +30,8 @@ import time
 from typing import Dict, Optional
 
 import fire
-import numpy as np
 
-from apps._runner import REPO, Steps, bundle_command
+from apps._runner import REPO, Steps, bundle_command, classical_metrics, segmentation_metrics
 
 CONFIGS = {name: os.path.join(REPO, "bundles", name, "configs") for name in ("vasomim_pretrain", "xa_vessel_seg", "cas_iqa")}
 
@@ -115,7 +113,7 @@ class Demo(Steps):
         frangi = self.path("frangi", f"{name}.csv")
         os.makedirs(os.path.dirname(frangi), exist_ok=True)
         self.run(f"frangi_{name}", frangi, [sys.executable, "-m", "apps.classical", "--datalist", datalist, "--eval_split", "test", "--method", "frangi", "--threshold", "otsu", "--csv", frangi])
-        return {"model": _seg_metrics(out), "frangi": _csv_means(frangi), "overlays": sorted(glob.glob(os.path.join(out, "overlays", "*.png")))}
+        return {"model": segmentation_metrics(out), "frangi": classical_metrics(frangi), "overlays": sorted(glob.glob(os.path.join(out, "overlays", "*.png")))}
 
     def quality(self, encoder: str) -> Dict:
         from angiokit.data.quality_dataset import default_benchmark
@@ -139,17 +137,6 @@ def _packaged_split(folder: str) -> Optional[str]:
 
     name = os.path.basename(os.path.normpath(folder))
     return name if resources.files("angiokit.data.splits").joinpath(f"{name}.json").is_file() else None
-
-
-def _seg_metrics(out: str) -> Dict[str, float]:
-    values = dict(line.strip().replace("\t", ",").split(",", 1) for line in open(os.path.join(out, "metrics.csv")) if "," in line or "\t" in line)
-    n = sum(1 for _ in open(os.path.join(out, "val_mean_dice_raw.csv"))) - 1
-    return {"dice": float(values["val_mean_dice"]), "cldice": float(values["val_cldice"]), "n": n}
-
-
-def _csv_means(path: str) -> Dict[str, float]:
-    rows = list(csv.DictReader(open(path)))
-    return {"dice": float(np.mean([float(r["dice"]) for r in rows])), "cldice": float(np.mean([float(r["cldice"]) for r in rows])), "n": len(rows)}
 
 
 def main(out: str = "runs/demo", quick: bool = False, fresh: bool = False, unlabeled: Optional[str] = None, labeled: Optional[str] = None, labeled_split: Optional[str] = None, workers: int = 1, **sizes) -> str:

@@ -8,11 +8,15 @@ For one moment of a synthetic cine:
      or washed out; artifacts (hallucinated vessel fragments, ghost double contours, streaks,
      checkerboard texture, intensity blotches).
 
-**These are proxy labels.** Each clinical metric gets a 1-5 score from the severity s in [0, 1]
-of its failure by a monotone rule, q = 5 - 4 s (no failure = 5, the worst = 1), then R
-simulated raters each report round(q + rater bias + noise) clipped to 1-5; the mean opinion
-score (MOS), its standard deviation and the raters' histogram over the five levels are the
-labels. Real CAS-3K-style scores can be imported from a CSV instead (``read_scores_csv``).
+**These are proxy labels.** Each clinical metric gets a 1-5 score from a severity s in [0, 1]
+by a monotone rule, q = 5 - 4 s (no failure = 5, the worst = 1), then R simulated raters each
+report round(q + rater bias + noise) clipped to 1-5; the mean opinion score (MOS), its standard
+deviation and the raters' histogram over the five levels are the labels. The severity is what a
+rater can see in S, measured in the rendering (``visible_severities``): for the guidewire and the
+branches, the share of the wire's (the side branches') in-view attenuation that S lost or, for
+blur, moved out of place; a cut that falls outside the view costs nothing. For artifacts it is
+their strength, which scales every kind's amplitude. Real CAS-3K-style scores can be imported
+from a CSV instead (``read_scores_csv``).
 """
 
 from __future__ import annotations
@@ -91,6 +95,12 @@ def _scaled(tube: Tube, factor: float) -> Tube:
     return Tube(tube.xy, tube.radius_px, tube.weight * factor, tube.in_mask, tube.mask_group)
 
 
+def _lost_fraction(before: np.ndarray, after: np.ndarray, of: Optional[np.ndarray] = None) -> float:
+    """The share of ``of``'s attenuation (default ``before``'s) missing from where it was."""
+    total = float((before if of is None else of).sum())
+    return float(np.clip(before - after, 0, None).sum()) / total if total > 0 else 0.0
+
+
 class QualityScene:
     """Renders F, C and a degraded S of one moment of an ``AngiogramScene``."""
 
@@ -110,7 +120,9 @@ class QualityScene:
         return total.numpy()
 
     def render_all(self, failure: Failure, t_s: Optional[float] = None) -> Dict[str, np.ndarray]:
-        """{"fluoro": F, "contrast": C, "synthetic": S} as float images in [0, 1]."""
+        """{"fluoro": F, "contrast": C, "synthetic": S} as float images in [0, 1]; the damage
+        the guidewire and branch failures visibly did is left in ``self.damage`` (the labels'
+        severities, see ``visible_severities``)."""
         sc, rng = self.scene, self.rng
         t_s = sc.frame_time_s(0) if t_s is None else t_s
         vessels, catheter, wire = self._tubes(t_s, 1.0)
@@ -118,6 +130,8 @@ class QualityScene:
         images = {"fluoro": sc.render(t_s, contrast=0.0)[0], "contrast": sc.detector.expose(rng, base + self._line_integral(vessels, catheter, wire))}
         names = [b.name for b in sc.tree.branches]
         side = [i for i, n in enumerate(names) if n not in MAIN_BRANCHES]
+        wire_before, vessels_before = self._line_integral([], [], wire), self._line_integral(vessels, [], [])
+        side_before = self._line_integral([v for i, v in enumerate(vessels) if i in side], [], [])
 
         # guidewire failures
         if failure.guidewire > 0 and wire:
@@ -145,7 +159,8 @@ class QualityScene:
         integral = self._line_integral(vessels, catheter, wire)
         vessel_part = self._line_integral(vessels, [], [])
         if failure.branch > 0 and failure.branch_mode == "blur":
-            integral = integral - vessel_part + gaussian_filter(vessel_part, 0.5 + 3.0 * failure.branch)
+            blurred = gaussian_filter(vessel_part, 0.5 + 3.0 * failure.branch)
+            integral, vessel_part = integral - vessel_part + blurred, blurred
         # artifacts in the attenuation domain
         a = failure.artifact
         if a > 0:
@@ -157,6 +172,10 @@ class QualityScene:
             board = ((yy // period + xx // period) % 2) * 2.0 - 1.0
             synthetic = np.clip(synthetic + 0.06 * a * board, 0, 1).astype(np.float32)
         images["synthetic"] = synthetic
+        self.damage = {
+            "guidewire": _lost_fraction(wire_before, self._line_integral([], [], wire)),
+            "branch": _lost_fraction(vessels_before, vessel_part, side_before),
+        }
         return images
 
     def _artifacts(self, a: float, modes: List[str], vessel_part: np.ndarray) -> np.ndarray:
@@ -199,8 +218,15 @@ def make_case(cfg: SynthConfig, seed: int, rater_biases: np.ndarray, failure: Op
     q = QualityScene(cfg, seed)
     failure = failure or Failure.sample(q.rng)
     images = q.render_all(failure)
-    severities = {"guidewire": failure.guidewire, "branch": failure.branch, "artifact": failure.artifact}
-    return {"images": images, "failure": asdict(failure), "ratings": rate(severities, q.rng, len(rater_biases), biases=rater_biases)}
+    severities = visible_severities(q.damage, failure)
+    return {"images": images, "failure": asdict(failure), "severities": severities, "ratings": rate(severities, q.rng, len(rater_biases), biases=rater_biases)}
+
+
+def visible_severities(damage: Dict[str, float], failure: Failure) -> Dict[str, float]:
+    """The severities the labels are made from: what S visibly lost for the guidewire and the
+    branches (the failure's parameter is not visible: e.g. a wire broken outside the view is
+    intact in it, an erased tip weighs more than its length), the artifacts' strength."""
+    return {"guidewire": min(damage["guidewire"], 1.0), "branch": min(damage["branch"], 1.0), "artifact": failure.artifact}
 
 
 # ---- CSV of scored synthetic angiograms (ours and imported) ------------------------------------------
@@ -315,7 +341,7 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
             r = result["ratings"][metric]
             row[f"{metric}_mos"], row[f"{metric}_std"] = f"{r['mos']:.2f}", f"{r['std']:.3f}"
             row[f"{metric}_distribution"] = ";".join(f"{p:.2f}" for p in r["distribution"])
-            row[f"{metric}_severity"] = f"{result['failure'][metric]:.3f}"
+            row[f"{metric}_severity"] = f"{result['severities'][metric]:.3f}"
         row["failure"] = json.dumps(result["failure"])
         rows.append(row)
     return write_csv(os.path.join(out, "scores.csv"), rows)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from angiokit.data import AngioDataError
-from angiokit.data.quality import Failure, QualityScene, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, write_quality_benchmark
+from angiokit.data.quality import Failure, QualityScene, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, visible_severities, write_quality_benchmark
 from angiokit.networks import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
 from angiokit.networks.cas_iqa import plcc_loss
 
@@ -35,6 +35,14 @@ def test_failures_change_the_synthetic_frame_where_they_should():
     # the wire's pixels brighten when it is erased (it attenuated there); elsewhere only noise differs
     assert (erased["synthetic"] - clean["synthetic"])[wire].mean() > 3 * abs((erased["synthetic"] - clean["synthetic"])[~wire].mean())
     assert np.array_equal(clean["fluoro"], erased["fluoro"])  # F is the same moment, untouched
+    # the labels' severities are what S visibly lost
+    faded, fading = QualityScene(cfg, 5), Failure(guidewire=0.5, guidewire_mode="fade", branch=1.0, branch_mode="drop")
+    faded.render_all(fading)
+    assert faded.damage["guidewire"] == pytest.approx(0.475, abs=0.01) and faded.damage["branch"] == pytest.approx(1.0)
+    assert visible_severities(faded.damage, fading) == {"guidewire": faded.damage["guidewire"], "branch": 1.0, "artifact": 0.0}
+    intact = QualityScene(cfg, 5)
+    intact.render_all(Failure(artifact=0.7, artifact_modes=["streaks"]))
+    assert intact.damage == {"guidewire": 0.0, "branch": 0.0}
     streaked = QualityScene(cfg, 5).render_all(Failure(artifact=1.0, artifact_modes=["checkerboard"]))
     hf = lambda im: np.abs(np.diff(im, axis=1)).mean()  # noqa: E731
     assert hf(streaked["synthetic"]) > 1.5 * hf(clean["synthetic"])
@@ -127,20 +135,23 @@ def test_hugging_face_backbone_from_a_local_path(tmp_path):
 
 
 def _constructed_cases(n, seed, size=64):
-    """The constructed case: every S is the same frame without a guidewire; F shows a guidewire
-    in the 'erased' cases (score 1: the synthesis lost it) and none in the 'no wire' cases
-    (score 5: nothing was lost). Only F tells them apart."""
-    cfg = quality_config(size)
-    cfg.guidewire_probability = 0.0
-    base = QualityScene(cfg, seed - 1).scene
-    s_img = torch.from_numpy(base.render(base.frame_time_s(0))[0])[None]
+    """The constructed case: every S is a contrast-free frame without a guidewire; F is the same
+    moment with a guidewire in the 'erased' cases (score 1: the synthesis lost it) and without one
+    in the 'no wire' cases (score 5: nothing was lost). S alone cannot tell them apart."""
     items = []
     for i in range(n):
         erased = i % 2 == 0
-        cfg = quality_config(size)
-        cfg.guidewire_probability, cfg.guidewire_radius_mm = (1.0 if erased else 0.0), 1.5
-        scene = QualityScene(cfg, seed + i).scene
-        items.append((s_img, torch.from_numpy(scene.render(scene.frame_time_s(0), contrast=0.0)[0])[None], 1.0 if erased else 5.0))
+        scenes = []
+        for wire in (False, erased):
+            cfg = quality_config(size)
+            cfg.guidewire_probability, cfg.guidewire_radius_mm = (1.0 if wire else 0.0), 1.5
+            scene = QualityScene(cfg, seed + i).scene  # the same seed: the same anatomy and moment
+            scenes.append(scene)
+        t = scenes[0].frame_time_s(0)
+        s_img = scenes[0].render(t, contrast=0.0)[0]
+        scenes[1].render(t, contrast=0.0)  # F gets its own quantum noise
+        f_img = scenes[1].render(t, contrast=0.0)[0]
+        items.append((torch.from_numpy(s_img)[None], torch.from_numpy(f_img)[None], 1.0 if erased else 5.0))
     return items
 
 

@@ -3,8 +3,9 @@
     S [B, 1, H, W] (+ auxiliary F, C)  --shared ViT-->  visual tokens [B, N, D] per image
     MUST (Multi-path featUre fuSion and rouTing):
         paths   "self"       S tokens
-                "fluoro"     S tokens attending to F's tokens (cross-attention), and F's tokens
-                             compared with S's patch by patch (the frames align)
+                "fluoro"     S tokens attending to F's tokens (cross-attention), and tokens of the
+                             pixel residual S - F beside F (a small CNN, ``ResidualEncoder``:
+                             the frames are of the same moment, so their pixels align)
                 "reference"  the same with C
         per metric query q_m (the text encoder's embedding of the metric's prompt):
             token routing   attention pooling of each path's tokens with q_m, with
@@ -16,8 +17,8 @@
 
 A metric is a prompt, not a hard-coded output: new prompts train without code changes. The text
 encoder reads UTF-8 bytes (a byte-level tokenizer: no vocabulary file to ship).
-Ablations: ``auxiliary=()`` (S alone) and ``fusion="mean"`` (no MUST: mean-pooled S and
-auxiliary features concatenated, one linear map per query).
+Ablations: ``auxiliary=()`` (S alone) and ``fusion="mean"`` (no MUST: mean-pooled tokens of S,
+the auxiliary images and the residuals concatenated, one linear map per query).
 """
 
 from __future__ import annotations
@@ -71,26 +72,55 @@ class ByteTextEncoder(nn.Module):
         return self.norm((x * keep).sum(1) / keep.sum(1).clamp_min(1.0))
 
 
+class ResidualEncoder(nn.Module):
+    """The residual S - aux, beside aux, in pixels -> one token per ``patch`` x ``patch`` patch (the
+    ViT's grid).
+
+    Convolutions, not the ViT: a lost guidewire or side branch is a line a few pixels wide in the
+    residual, which small convolutions pick out from few examples. Batch normalisation, not a
+    per-sample one, so the tokens keep how much was lost (the residual's magnitude)."""
+
+    gain = 4.0  # residuals are a few per cent of the intensity range
+
+    def __init__(self, dim: int, patch: int = 16, width: int = 32):
+        super().__init__()
+        steps = int(round(math.log2(patch)))
+        if 2**steps != patch:
+            raise ValueError(f"the residual encoder needs a power-of-two patch size, got {patch}")
+        layers, channels = [], 2
+        for i in range(steps):
+            out = min(width * 2**i, dim)
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.GELU()]
+            channels = out
+        self.net = nn.Sequential(*layers, nn.Conv2d(channels, dim, 1))
+
+    def forward(self, image: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        x = self.net(torch.cat([self.gain * (image - aux), aux], 1))
+        return x.flatten(2).transpose(1, 2)
+
+
 class CrossAttentionPath(nn.Module):
-    """One auxiliary path: S's tokens attending to the auxiliary image's tokens, plus tokens that
-    compare the two patch by patch (the frames are of the same moment, so patches align).
-    Returns 2N tokens: [S attended to aux | aux compared with S]."""
+    """One auxiliary path: S's tokens attending to the auxiliary image's tokens, plus the tokens
+    of the residual S - aux (``ResidualEncoder``: it sees aux's pixels beside the residual, as the
+    frames are of the same moment). Returns N + N_r tokens: [S attended to aux | residual].
+
+    The residual is compared in pixels, not in tokens: a lost guidewire or side branch is a thin
+    line a few pixels wide, which 16-pixel patch tokens of S and aux encoded apart do not keep."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.norm_q, self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.compare = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.compare = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
-    def forward(self, s: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+    def forward(self, s: torch.Tensor, aux: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         kv = self.norm_kv(aux)
         x = s + self.attention(self.norm_q(s), kv, kv, need_weights=False)[0]
         x = x + self.mlp(self.norm_mlp(x))
-        if aux.shape[1] != s.shape[1]:
+        if residual is None:
             return x
-        compared = aux + self.compare(torch.cat([aux - s, s], -1))
-        return torch.cat([x, compared], 1)
+        return torch.cat([x, residual + self.compare(residual)], 1)
 
 
 class MUST(nn.Module):
@@ -105,9 +135,10 @@ class MUST(nn.Module):
         self.router = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 1))
         self.scale = 1.0 / math.sqrt(dim)
 
-    def forward(self, s: torch.Tensor, aux: Dict[str, Optional[torch.Tensor]], queries: torch.Tensor, available: Optional[Dict[str, torch.Tensor]] = None):
+    def forward(self, s: torch.Tensor, aux: Dict[str, Optional[torch.Tensor]], queries: torch.Tensor, available: Optional[Dict[str, torch.Tensor]] = None, residuals: Optional[Dict[str, torch.Tensor]] = None):
         """s [B, N, D]; aux name -> [B, N', D] tokens or None; queries [M, D]; ``available``
-        name -> [B] bool marks which samples have that auxiliary image (default: all, when given).
+        name -> [B] bool marks which samples have that auxiliary image (default: all, when given);
+        ``residuals`` name -> [B, N, D] tokens of S - aux.
 
         Returns fused [B, M, D], path weights [B, M, P] (zero for missing paths, rows sum to 1)
         and token weights [B, M, P, N'] (N' = the longest path; each path's weights sum to 1).
@@ -119,13 +150,13 @@ class MUST(nn.Module):
                 tokens.append(s)
                 masks.append(torch.ones(b, dtype=torch.bool, device=s.device))
             elif aux.get(p) is not None:
-                tokens.append(self.cross[p](s, aux[p]))
+                tokens.append(self.cross[p](s, aux[p], (residuals or {}).get(p)))
                 masks.append(available[p].to(s.device).bool() if available and p in available else torch.ones(b, dtype=torch.bool, device=s.device))
             else:
                 tokens.append(None)
                 masks.append(torch.zeros(b, dtype=torch.bool, device=s.device))
         n = max(t.shape[1] for t in tokens if t is not None)
-        # pad to a common token count (the self path has N, comparison paths 2N); padding is
+        # pad to a common token count (the self path has N, auxiliary paths N + N_r); padding is
         # masked out of the token routing
         token_mask = torch.stack([torch.arange(n, device=s.device) < (t.shape[1] if t is not None else 0) for t in tokens])  # [P, N]
         t = torch.stack([F.pad(x, (0, 0, 0, n - x.shape[1])) if x is not None else s.new_zeros(b, n, s.shape[-1]) for x in tokens], 1)  # [B, P, N, D]
@@ -156,6 +187,8 @@ class CASIQA(nn.Module):
             (VasoMIM presets; keywords override).
         img_size: input size (square, multiple of ``patch_size``).
         patch_size: 16 (the VasoMIM encoders); smaller patches see thinner wires at small sizes.
+            The residuals S - aux are encoded by a small CNN (``ResidualEncoder``) with this
+            stride.
         prompts: metric name -> prompt (default: guidewire visibility, branch discernibility,
             artifact interference).
         auxiliary: which auxiliary images are used ("fluoro", "reference"); () = S alone.
@@ -202,11 +235,12 @@ class CASIQA(nn.Module):
         self.prompts = dict(prompts or DEFAULT_PROMPTS)
         self.metrics = list(self.prompts)
         self.auxiliary, self.fusion = tuple(auxiliary), fusion
+        self.residual_encoder = ResidualEncoder(dim, patch_size) if self.auxiliary else None
         self.text = ByteTextEncoder(dim, text_layers, max(1, dim // 64))
         if fusion == "must":
             self.must = MUST(dim, heads, ("self",) + self.auxiliary)
         else:
-            self.mean_fusion = nn.Linear(dim * (1 + len(self.auxiliary)), dim)
+            self.mean_fusion = nn.Linear(dim * (1 + 2 * len(self.auxiliary)), dim)
         self.head = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, 5))
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,9 +263,18 @@ class CASIQA(nn.Module):
         Auxiliary images the model was not built for are ignored; a missing one (None, or
         ``<name>_available`` False for a sample in a mixed batch) drops its path.
         """
-        s = self.encode_image(image)
         given = {"fluoro": (fluoro, fluoro_available), "reference": (reference, reference_available)}
-        aux = {p: self.encode_image(given[p][0]) if given[p][0] is not None else None for p in self.auxiliary}
+        present = [p for p in self.auxiliary if given[p][0] is not None]
+        aux_images = [given[p][0] for p in present]
+        tokens = self.encode_image(torch.cat([image] + aux_images)).split(image.shape[0])  # one pass
+        s = tokens[0]
+        aux = {p: None for p in self.auxiliary}
+        aux.update(zip(present, tokens[1:]))
+        residuals = {}
+        if present:
+            n = len(present)
+            residual_tokens = self.residual_encoder(image.repeat(n, 1, 1, 1), torch.cat(aux_images)).split(image.shape[0])
+            residuals = dict(zip(present, residual_tokens))
         available = {p: given[p][1] for p in self.auxiliary if given[p][1] is not None}
         if self.training and self.aux_dropout > 0:
             for p in self.auxiliary:
@@ -240,14 +283,15 @@ class CASIQA(nn.Module):
                     available[p] = keep if p not in available else available[p].bool() & keep
         queries = self.text(list(prompts) if prompts is not None else [self.prompts[m] for m in self.metrics])
         if self.fusion == "must":
-            fused, self.last_path_weights, self.last_token_weights = self.must(s, aux, queries, available)
+            fused, self.last_path_weights, self.last_token_weights = self.must(s, aux, queries, available, residuals)
         else:
             feats = [s.mean(1)]
-            for p, a in aux.items():
-                f = a.mean(1) if a is not None else torch.zeros_like(s[:, 0])
-                if p in available:
-                    f = f * available[p].to(f.dtype)[:, None]
-                feats.append(f)
+            for p in self.auxiliary:
+                for t in (aux[p], residuals.get(p)):
+                    f = t.mean(1) if t is not None else torch.zeros_like(s[:, 0])
+                    if p in available:
+                        f = f * available[p].to(f.dtype)[:, None]
+                    feats.append(f)
             fused = self.mean_fusion(torch.cat(feats, -1))[:, None].expand(-1, queries.shape[0], -1)
         q = queries[None].expand(fused.shape[0], -1, -1)
         return self.head(torch.cat([fused, q], -1))
@@ -334,4 +378,4 @@ class HFVisionEncoder(nn.Module):
         return self.project(out.last_hidden_state)
 
 
-__all__: List[str] = ["CASIQA", "ByteTextEncoder", "DEFAULT_PROMPTS", "HFVisionEncoder", "IQALoss", "MUST", "ViTRegressor", "plcc_loss"]
+__all__: List[str] = ["CASIQA", "ByteTextEncoder", "ResidualEncoder", "DEFAULT_PROMPTS", "HFVisionEncoder", "IQALoss", "MUST", "ViTRegressor", "plcc_loss"]

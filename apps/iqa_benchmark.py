@@ -2,6 +2,7 @@
 
     python -m apps.iqa_benchmark --out runs/iqa                  # CPU-sized run
     python -m apps.iqa_benchmark --out runs/iqa_quick --quick    # plumbing check (minutes)
+    python -m apps.iqa_benchmark --out runs/iqa --models full,no_must   # some of the models
 
 Steps (skipped once finished, so an interrupted run resumes):
   1. the benchmark: ``angiokit.data.quality.write_quality_benchmark`` (proxy labels; splits by case);
@@ -54,9 +55,10 @@ def classical_baselines(scores_csv: str, split: str = "test") -> Dict[str, Dict]
     return out
 
 
-def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = ""):
-    """Run (or resume) the benchmark and write OUT/results.md."""
-    from angiokit.data.quality import METRICS
+def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = "", models: str = ",".join(MODELS)):
+    """Run (or resume) the benchmark and write OUT/results.md; ``models``: which learned models
+    (comma-separated keys of ``MODELS``)."""
+    from angiokit.data.quality import METRICS, read_scores_csv
     from angiokit.data.quality_dataset import default_benchmark
     from angiokit.data.writers import atomic_path
 
@@ -65,6 +67,9 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
     steps = Steps(out)
     started = time.time()
     scores_csv = default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"])
+    found = len(read_scores_csv(scores_csv))
+    if found != cfg["cases"]:
+        raise SystemExit(f"{scores_csv} has {found} cases, not the {cfg['cases']} asked for: pass --cases {found} to reuse it, or another --out")
     baselines_file = steps.path("baselines.json")
     if not os.path.exists(baselines_file):
         t = time.time()
@@ -76,8 +81,13 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
     common = {**net, "dataset_dir": steps.path("benchmark"), "image_size": cfg["image_size"], "num_workers": workers}
     if pretrained_encoder:
         common["pretrained_encoder"] = os.path.abspath(pretrained_encoder)
+    chosen = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
+    unknown = set(chosen) - set(MODELS)
+    if unknown:
+        raise SystemExit(f"unknown models {sorted(unknown)}; known: {list(MODELS)}")
     learned = {}
-    for key, (title, extra) in MODELS.items():
+    for key in chosen:
+        title, extra = MODELS[key]
         root = steps.path("models", key)
         configs = [os.path.join(BUNDLE, "train.json")] + [os.path.join(BUNDLE, f"{e}.json") for e in extra]
         train = {**common, "max_epochs": cfg["epochs"], "warmup_epochs": max(1, cfg["epochs"] // 15), "val_interval": max(1, cfg["epochs"] // 10)}

@@ -89,6 +89,12 @@ def test_router_weights_sum_to_one_and_missing_paths_get_none():
     assert torch.allclose(model.last_token_weights.sum(-1), torch.ones(3, 3, 3))
     scores = CASIQA.scores(logits)
     assert ((scores >= 1) & (scores <= 5)).all()
+    # a hidden auxiliary frame leaks nothing into the other path (the iodine map C - F needs both)
+    model.eval()
+    f, c = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        hidden = model(x, f, c, fluoro_available=torch.tensor([False, False, False]))
+        assert torch.allclose(hidden, model(x, None, c), atol=1e-5)
 
 
 def test_metrics_are_prompts_new_prompts_need_no_code():

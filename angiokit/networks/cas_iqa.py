@@ -4,8 +4,9 @@
     MUST (Multi-path featUre fuSion and rouTing):
         paths   "self"       S tokens
                 "fluoro"     S tokens attending to F's tokens (cross-attention), and tokens of the
-                             pixel residual S - F beside F (a small CNN, ``ResidualEncoder``:
-                             the frames are of the same moment, so their pixels align)
+                             pixel residual S - F beside F and the iodine map C - F (a small
+                             CNN, ``ResidualEncoder``: the frames are of the same moment, so
+                             their pixels align)
                 "reference"  the same with C
         per metric query q_m (the text encoder's embedding of the metric's prompt):
             token routing   attention pooling of each path's tokens with q_m, with
@@ -73,12 +74,14 @@ class ByteTextEncoder(nn.Module):
 
 
 class ResidualEncoder(nn.Module):
-    """The residual S - aux, beside aux, in pixels -> one token per ``patch`` x ``patch`` patch (the
-    ViT's grid).
+    """The residual S - aux, beside aux and the iodine map C - F (zeros without both), in pixels
+    -> one token per ``patch`` x ``patch`` patch (the ViT's grid).
 
     Convolutions, not the ViT: a lost guidewire or side branch is a line a few pixels wide in the
-    residual, which small convolutions pick out from few examples. Batch normalisation, not a
-    per-sample one, so the tokens keep how much was lost (the residual's magnitude)."""
+    residual, which small convolutions pick out from few examples; the iodine map tells the two
+    apart where the line is (the wire is in C and F alike, a branch only in C). Batch
+    normalisation, not a per-sample one, so the tokens keep how much was lost (the residual's
+    magnitude)."""
 
     gain = 4.0  # residuals are a few per cent of the intensity range
 
@@ -87,15 +90,15 @@ class ResidualEncoder(nn.Module):
         steps = int(round(math.log2(patch)))
         if 2**steps != patch:
             raise ValueError(f"the residual encoder needs a power-of-two patch size, got {patch}")
-        layers, channels = [], 2
+        layers, channels = [], 3
         for i in range(steps):
             out = min(width * 2**i, dim)
             layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.GELU()]
             channels = out
         self.net = nn.Sequential(*layers, nn.Conv2d(channels, dim, 1))
 
-    def forward(self, image: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        x = self.net(torch.cat([self.gain * (image - aux), aux], 1))
+    def forward(self, image: torch.Tensor, aux: torch.Tensor, iodine: torch.Tensor) -> torch.Tensor:
+        x = self.net(torch.cat([self.gain * (image - aux), aux, self.gain * iodine], 1))
         return x.flatten(2).transpose(1, 2)
 
 
@@ -270,17 +273,22 @@ class CASIQA(nn.Module):
         s = tokens[0]
         aux = {p: None for p in self.auxiliary}
         aux.update(zip(present, tokens[1:]))
-        residuals = {}
-        if present:
-            n = len(present)
-            residual_tokens = self.residual_encoder(image.repeat(n, 1, 1, 1), torch.cat(aux_images)).split(image.shape[0])
-            residuals = dict(zip(present, residual_tokens))
         available = {p: given[p][1] for p in self.auxiliary if given[p][1] is not None}
         if self.training and self.aux_dropout > 0:
-            for p in self.auxiliary:
-                if aux[p] is not None:
-                    keep = torch.rand(image.shape[0], device=image.device) >= self.aux_dropout
-                    available[p] = keep if p not in available else available[p].bool() & keep
+            for p in present:
+                keep = torch.rand(image.shape[0], device=image.device) >= self.aux_dropout
+                available[p] = keep if p not in available else available[p].bool() & keep
+        residuals = {}
+        if present:
+            iodine = torch.zeros_like(image)
+            if len(present) == 2:  # C - F where a sample has (and shows) both
+                both = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
+                for p in present:
+                    both = both & available[p].to(image.device).bool() if p in available else both
+                iodine = (given["reference"][0] - given["fluoro"][0]) * both[:, None, None, None].to(image.dtype)
+            n = len(present)
+            residual_tokens = self.residual_encoder(image.repeat(n, 1, 1, 1), torch.cat(aux_images), iodine.repeat(n, 1, 1, 1)).split(image.shape[0])
+            residuals = dict(zip(present, residual_tokens))
         queries = self.text(list(prompts) if prompts is not None else [self.prompts[m] for m in self.metrics])
         if self.fusion == "must":
             fused, self.last_path_weights, self.last_token_weights = self.must(s, aux, queries, available, residuals)

@@ -141,7 +141,7 @@ class MUST(nn.Module):
     def forward(self, s: torch.Tensor, aux: Dict[str, Optional[torch.Tensor]], queries: torch.Tensor, available: Optional[Dict[str, torch.Tensor]] = None, residuals: Optional[Dict[str, torch.Tensor]] = None):
         """s [B, N, D]; aux name -> [B, N', D] tokens or None; queries [M, D]; ``available``
         name -> [B] bool marks which samples have that auxiliary image (default: all, when given);
-        ``residuals`` name -> [B, N, D] tokens of S - aux.
+        ``residuals`` name -> [B, N_r, D] tokens of S - aux.
 
         Returns fused [B, M, D], path weights [B, M, P] (zero for missing paths, rows sum to 1)
         and token weights [B, M, P, N'] (N' = the longest path; each path's weights sum to 1).

@@ -87,7 +87,7 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
         raise SystemExit(f"unknown models {sorted(unknown)}; known: {list(MODELS)}")
     learned = {}
     for key in chosen:
-        title, extra = MODELS[key]
+        extra = MODELS[key][1]
         root = steps.path("models", key)
         configs = [os.path.join(BUNDLE, "train.json")] + [os.path.join(BUNDLE, f"{e}.json") for e in extra]
         train = {**common, "max_epochs": cfg["epochs"], "warmup_epochs": max(1, cfg["epochs"] // 15), "val_interval": max(1, cfg["epochs"] // 10)}

@@ -284,7 +284,8 @@ class CASIQA(nn.Module):
             if len(present) == 2:  # C - F where a sample has (and shows) both
                 both = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
                 for p in present:
-                    both = both & available[p].to(image.device).bool() if p in available else both
+                    if p in available:
+                        both = both & available[p].to(image.device).bool()
                 iodine = (given["reference"][0] - given["fluoro"][0]) * both[:, None, None, None].to(image.dtype)
             n = len(present)
             residual_tokens = self.residual_encoder(image.repeat(n, 1, 1, 1), torch.cat(aux_images), iodine.repeat(n, 1, 1, 1)).split(image.shape[0])

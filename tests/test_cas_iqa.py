@@ -8,7 +8,7 @@ import torch
 from angiokit.data import AngioDataError
 from angiokit.data.quality import Failure, QualityScene, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, visible_severities, write_quality_benchmark
 from angiokit.networks import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
-from angiokit.networks.cas_iqa import plcc_loss
+from angiokit.networks.cas_iqa import plcc_loss, wire_prior
 
 TINY = dict(hidden_size=64, num_heads=2, mlp_dim=128, num_layers=2)
 
@@ -197,3 +197,14 @@ def test_removing_the_fluoro_frame_moves_the_guidewire_score_towards_uncertainty
     assert with_f[erased].mean() < with_f[clean].mean() - 1.0  # with F the missing wire is seen
     assert without_f[erased].mean() > with_f[erased].mean() + 0.5  # without F it goes unnoticed
     assert without_f[clean].mean() < with_f[clean].mean() - 0.5
+
+
+def test_wire_prior_marks_thin_dark_lines_not_shading_or_wide_vessels():
+    y, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    fluoro = 0.4 + 0.3 * (x / 128)  # the anatomy's slow shading
+    fluoro = fluoro - 0.1 * ((x - 40).abs() < 1)  # a wire, 1 px
+    fluoro = fluoro - 0.1 * ((x - 90).abs() < 12)  # something 24 px wide
+    prior = wire_prior(fluoro[None, None])[0, 0]
+    on_wire, shading, wide = prior[:, 40].mean(), prior[:, 10:30].mean(), prior[:, 84:96].mean()
+    assert on_wire > 0.08
+    assert shading < 0.005 and wide < 0.005

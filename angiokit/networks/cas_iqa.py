@@ -94,7 +94,7 @@ class ResidualEncoder(nn.Module):
     apart where the line is (the wire is in C and F alike, a branch only in C). The residual
     weighted by the wire prior is given as a channel of its own: the lost wire is the residual
     exactly on F's wire, a product that conv + GELU stacks did not learn from ~1,000 cases
-    (guidewire SRCC ~0.05 without it, 0.67 with it, on the validation split). Batch
+    (the residual encoder alone, regressing the MOS: guidewire validation SRCC 0.02 without it, 0.73 with it). Batch
     normalisation, not a per-sample one, so the tokens keep how much was lost (the residual's
     magnitude)."""
 

@@ -1,5 +1,3 @@
-import csv
-import json
 
 import numpy as np
 import pytest

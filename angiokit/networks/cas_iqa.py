@@ -93,10 +93,10 @@ class ResidualEncoder(nn.Module):
     residual, which small convolutions pick out from few examples; the iodine map tells the two
     apart where the line is (the wire is in C and F alike, a branch only in C). The residual
     weighted by the wire prior is given as a channel of its own: the lost wire is the residual
-    exactly on F's wire, a product that conv + GELU stacks did not learn from ~1,000 cases
-    (the residual encoder alone, regressing the MOS: guidewire validation SRCC 0.02 without it, 0.73 with it). Batch
-    normalisation, not a per-sample one, so the tokens keep how much was lost (the residual's
-    magnitude)."""
+    exactly on F's wire, a product that conv + GELU stacks did not learn from ~1,000 cases (the
+    residual encoder alone, regressing the MOS: guidewire validation SRCC 0.02 without it, 0.73
+    with it). Batch normalisation, not a per-sample one, so the tokens keep how much was lost
+    (the residual's magnitude)."""
 
     gain = 4.0  # residuals are a few per cent of the intensity range
     wire_gain = 10.0  # the wire is ~0.1 darker than its surround

@@ -197,7 +197,7 @@ def test_removing_the_fluoro_frame_moves_the_guidewire_score_towards_uncertainty
 
 
 def test_wire_prior_marks_thin_dark_lines_not_shading_or_wide_vessels():
-    y, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    _, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     fluoro = 0.4 + 0.3 * (x / 128)  # the anatomy's slow shading
     fluoro = fluoro - 0.1 * ((x - 40).abs() < 1)  # a wire, 1 px
     fluoro = fluoro - 0.1 * ((x - 90).abs() < 12)  # something 24 px wide

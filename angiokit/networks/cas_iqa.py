@@ -79,7 +79,8 @@ def wire_prior(fluoro: torch.Tensor) -> torch.Tensor:
     F (no contrast) holds only the guidewire, the catheter and the anatomy's slow background, so
     this is a guidewire map, the wire's counterpart of VasoMIM's vesselness prior. A box mean
     about 1/40 of the image wide (7 px at 128): wider than the wire, narrower than the
-    background's shading."""
+    background's shading. By hand, a box mean rather than skimage's black top-hat: one pooling
+    op, batched on the model's device, inside the forward pass."""
     k = max(3, 2 * (fluoro.shape[-1] // 40) + 1)
     return (F.avg_pool2d(fluoro, k, 1, k // 2, count_include_pad=False) - fluoro).clamp_min(0)
 
@@ -300,8 +301,8 @@ class CASIQA(nn.Module):
         available = {p: given[p][1] for p in self.auxiliary if given[p][1] is not None}
         if self.training and self.aux_dropout > 0:
             for p in present:
-                keep = torch.rand(image.shape[0], device=image.device) >= self.aux_dropout
-                available[p] = keep if p not in available else available[p].bool() & keep
+                kept = torch.rand(image.shape[0], device=image.device) >= self.aux_dropout
+                available[p] = kept if p not in available else available[p].bool() & kept
         residuals = {}
         if present:
             ones = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)

@@ -12,10 +12,11 @@ For one moment of a synthetic cine:
 by a monotone rule, q = 5 - 4 s (no failure = 5, the worst = 1), then R simulated raters each
 report round(q + rater bias + noise) clipped to 1-5; the mean opinion score (MOS), its standard
 deviation and the raters' histogram over the five levels are the labels. The severity is what a
-rater can see in S, measured in the rendering (``visible_severities``): for the guidewire and the
-branches, the share of the wire's (the side branches') in-view attenuation that S lost or, for
-blur, moved out of place; a cut that falls outside the view costs nothing. For artifacts it is
-their strength, which scales every kind's amplitude. Real CAS-3K-style scores can be imported
+rater can see in S, measured on noise-free displays of the rendering (``visible_severities``):
+for the guidewire and the branches, the share of the wire's (the side branches') displayed
+contrast that S lost or, for blur, moved out of place; a cut that falls outside the view, or a
+fade that leaves the wire black where the display window clips it, costs nothing. For artifacts
+it is their strength, which scales every kind's amplitude. Real CAS-3K-style scores can be imported
 from a CSV instead (``read_scores_csv``).
 """
 
@@ -95,10 +96,18 @@ def _scaled(tube: Tube, factor: float) -> Tube:
     return Tube(tube.xy, tube.radius_px, tube.weight * factor, tube.in_mask, tube.mask_group)
 
 
-def _lost_fraction(before: np.ndarray, after: np.ndarray, of: Optional[np.ndarray] = None) -> float:
-    """The share of ``of``'s attenuation (default ``before``'s) missing from where it was."""
-    total = float((before if of is None else of).sum())
-    return float(np.clip(before - after, 0, None).sum()) / total if total > 0 else 0.0
+def _visible_loss(without: np.ndarray, before: np.ndarray, after: np.ndarray, of: Optional[np.ndarray] = None) -> float:
+    """The share of a structure's displayed contrast that is missing from where it was.
+
+    Noise-free displayed frames (dark = attenuating): ``without`` the structure, ``before`` and
+    ``after`` the failure. Its contrast is how much darker it makes a pixel than ``without``;
+    the loss, summed where ``after`` is lighter than ``before``, is divided by the contrast of
+    ``of`` (default: the structure before). Display, not attenuation: a wire faded but still
+    black where the window clips it has lost nothing a rater can see."""
+    contrast_before = np.clip(without - before, 0, None)
+    contrast_after = np.clip(without - after, 0, None)
+    total = float(contrast_before.sum() if of is None else of.sum())
+    return float(np.clip(contrast_before - contrast_after, 0, None).sum()) / total if total > 0 else 0.0
 
 
 class QualityScene:
@@ -126,8 +135,8 @@ class QualityScene:
         sc, rng = self.scene, self.rng
         t_s = sc.frame_time_s(0) if t_s is None else t_s
         vessels, catheter, wire = self._tubes(t_s, 1.0)
-        base = sc.background
-        images = {"fluoro": sc.render(t_s, contrast=0.0)[0], "contrast": sc.detector.expose(rng, base + self._line_integral(vessels, catheter, wire))}
+        contrast_integral = sc.background + self._line_integral(vessels, catheter, wire)
+        images = {"fluoro": sc.render(t_s, contrast=0.0)[0], "contrast": sc.detector.expose(rng, contrast_integral)}
         names = [b.name for b in sc.tree.branches]
         side = [i for i, n in enumerate(names) if n not in MAIN_BRANCHES]
         wire_before, vessels_before = self._line_integral([], [], wire), self._line_integral(vessels, [], [])
@@ -165,18 +174,28 @@ class QualityScene:
         a = failure.artifact
         if a > 0:
             integral = integral + self._artifacts(a, failure.artifact_modes, vessel_part)
-        synthetic = sc.detector.expose(rng, base + integral)
+        synthetic = sc.detector.expose(rng, sc.background + integral)
         if a > 0 and "checkerboard" in failure.artifact_modes:
             period = int(rng.integers(2, 5)) * max(1, self.cfg.size // 256)
             yy, xx = np.mgrid[0 : self.cfg.size, 0 : self.cfg.size]
             board = ((yy // period + xx // period) % 2) * 2.0 - 1.0
             synthetic = np.clip(synthetic + 0.06 * a * board, 0, 1).astype(np.float32)
         images["synthetic"] = synthetic
-        self.damage = {
-            "guidewire": _lost_fraction(wire_before, self._line_integral([], [], wire)),
-            "branch": _lost_fraction(vessels_before, vessel_part, side_before),
-        }
+        self.damage = self._visible_damage(contrast_integral, wire_before, self._line_integral([], [], wire), vessels_before, vessel_part, side_before)
         return images
+
+    def _visible_damage(self, contrast_integral, wire_before, wire_after, vessels_before, vessels_after, side_before) -> Dict[str, float]:
+        """What S visibly lost, on noise-free displays of the scene (artifacts left out): the
+        share of the wire's displayed contrast, and of the side branches' (the loss counted over
+        all vessels: a blur blurs the main vessels too)."""
+        show = lambda integral: self.scene.detector.expose(None, integral)  # noqa: E731
+        before = show(contrast_integral)
+        no_wire, no_vessels = contrast_integral - wire_before, contrast_integral - vessels_before
+        side_contrast = np.clip(show(contrast_integral - side_before) - before, 0, None)
+        return {
+            "guidewire": _visible_loss(show(no_wire), before, show(no_wire + wire_after)),
+            "branch": _visible_loss(show(no_vessels), before, show(no_vessels + vessels_after), of=side_contrast),
+        }
 
     def _artifacts(self, a: float, modes: List[str], vessel_part: np.ndarray) -> np.ndarray:
         rng, n = self.rng, self.cfg.size
@@ -224,8 +243,9 @@ def make_case(cfg: SynthConfig, seed: int, rater_biases: np.ndarray, failure: Op
 
 def visible_severities(damage: Dict[str, float], failure: Failure) -> Dict[str, float]:
     """The severities the labels are made from: what S visibly lost for the guidewire and the
-    branches (the failure's parameter is not visible: e.g. a wire broken outside the view is
-    intact in it, an erased tip weighs more than its length), the artifacts' strength."""
+    branches (the failure's parameter is not visible: e.g. a wire broken outside the view or
+    inside the catheter is intact in it, a faded wire still clipped black looks the same), the
+    artifacts' strength."""
     return {"guidewire": min(damage["guidewire"], 1.0), "branch": min(damage["branch"], 1.0), "artifact": failure.artifact}
 
 

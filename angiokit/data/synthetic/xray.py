@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -193,14 +194,16 @@ class Detector:
         det.window = (float(black - (hi - lo) / span), float(black))
         return det
 
-    def expose(self, rng: np.random.Generator, line_integral: np.ndarray) -> np.ndarray:
-        """Total line integrals [H, W] -> displayed frame in [0, 1] (dark = attenuating)."""
+    def expose(self, rng: Optional[np.random.Generator], line_integral: np.ndarray) -> np.ndarray:
+        """Total line integrals [H, W] -> displayed frame in [0, 1] (dark = attenuating).
+        ``rng`` None: without quantum noise (what the display shows of the scene itself)."""
         fluence = self.vignetting * np.exp(-line_integral.astype(np.float32, copy=False))
         quanta = small_blur(fluence, self.focal_blur) * np.float32(self.photons)
-        # Poisson quanta plus electronic noise, by their normal approximation: quanta >= ~50
-        # here, where it is accurate, and one normal draw is several times cheaper.
-        noise = rng.standard_normal(quanta.shape, dtype=np.float32)
-        quanta += np.sqrt(quanta + np.float32(self.electronic_noise**2)) * noise
+        if rng is not None:
+            # Poisson quanta plus electronic noise, by their normal approximation: quanta >= ~50
+            # here, where it is accurate, and one normal draw is several times cheaper.
+            noise = rng.standard_normal(quanta.shape, dtype=np.float32)
+            quanta += np.sqrt(quanta + np.float32(self.electronic_noise**2)) * noise
         quanta = small_blur(quanta, self.detector_blur)
         log_image = -np.log(np.clip(quanta * np.float32(1.0 / self.photons), 1e-4, None))
         if self.edge_gain > 0:

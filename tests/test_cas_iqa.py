@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from angiokit.data import AngioDataError
-from angiokit.data.quality import Failure, QualityScene, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, visible_severities, write_quality_benchmark
+from angiokit.data.quality import Failure, QualityScene, _visible_loss, level_distribution, quality_config, rate, read_scores_csv, score_from_severity, visible_severities, write_quality_benchmark
 from angiokit.networks import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
 from angiokit.networks.cas_iqa import plcc_loss, wire_prior
 
@@ -32,17 +32,51 @@ def test_failures_change_the_synthetic_frame_where_they_should():
     # the wire's pixels brighten when it is erased (it attenuated there); elsewhere only noise differs
     assert (erased["synthetic"] - clean["synthetic"])[wire].mean() > 3 * abs((erased["synthetic"] - clean["synthetic"])[~wire].mean())
     assert np.array_equal(clean["fluoro"], erased["fluoro"])  # F is the same moment, untouched
-    # the labels' severities are what S visibly lost
-    faded, fading = QualityScene(cfg, 5), Failure(guidewire=0.5, guidewire_mode="fade", branch=1.0, branch_mode="drop")
-    faded.render_all(fading)
-    assert faded.damage["guidewire"] == pytest.approx(0.475, abs=0.01) and faded.damage["branch"] == pytest.approx(1.0)
-    assert visible_severities(faded.damage, fading) == {"guidewire": faded.damage["guidewire"], "branch": 1.0, "artifact": 0.0}
+    # the labels' severities are what S visibly lost: all of an erased wire, all dropped branches,
+    # and of a wire faded to half its attenuation less than half (where the display clips it
+    # black, it still looks black)
+    gone, removal = QualityScene(cfg, 5), Failure(guidewire=1.0, guidewire_mode="erase", branch=1.0, branch_mode="drop")
+    gone.render_all(removal)
+    assert gone.damage["guidewire"] > 0.9 and gone.damage["branch"] == pytest.approx(1.0, abs=0.02)
+    assert visible_severities(gone.damage, removal) == {"guidewire": gone.damage["guidewire"], "branch": gone.damage["branch"], "artifact": 0.0}
+    faded = QualityScene(cfg, 5)
+    faded.render_all(Failure(guidewire=0.5, guidewire_mode="fade"))
+    assert 0.05 < faded.damage["guidewire"] < 0.475 and faded.damage["branch"] == 0.0
     intact = QualityScene(cfg, 5)
     intact.render_all(Failure(artifact=0.7, artifact_modes=["streaks"]))
     assert intact.damage == {"guidewire": 0.0, "branch": 0.0}
     streaked = QualityScene(cfg, 5).render_all(Failure(artifact=1.0, artifact_modes=["checkerboard"]))
     hf = lambda im: np.abs(np.diff(im, axis=1)).mean()  # noqa: E731
     assert hf(streaked["synthetic"]) > 1.5 * hf(clean["synthetic"])
+
+
+def test_visible_loss_counts_only_contrast_the_display_shows():
+    without = np.full((1, 4), 0.8)
+    # a wire faded from 0.2 to 0.5 brightness lost half its contrast; one clipped black (0) before
+    # and after lost nothing; a blur's darkening beside the wire does not make up for its loss
+    assert _visible_loss(without, np.array([[0.2, 0.2, 0.8, 0.8]]), np.array([[0.5, 0.5, 0.8, 0.8]])) == pytest.approx(0.5)
+    assert _visible_loss(without, np.zeros((1, 4)), np.zeros((1, 4))) == 0.0
+    assert _visible_loss(without, np.array([[0.2, 0.8, 0.8, 0.8]]), np.array([[0.5, 0.5, 0.8, 0.8]])) == pytest.approx(0.5)
+
+
+def test_training_augmentation_turns_s_f_and_c_together(tmp_path):
+    from angiokit.data.quality_dataset import quality_transforms
+    from angiokit.data.writers import write_png
+
+    pattern = np.zeros((16, 16), np.uint8)
+    pattern[2:5, 1:12] = 200  # no flip or quarter turn maps it onto itself
+    item = {"target": np.zeros((3, 6), np.float32)}
+    for key in ("image", "fluoro", "reference"):
+        item[key] = str(tmp_path / f"{key}.png")
+        write_png(item[key], pattern if key != "reference" else 255 - pattern)
+    transform = quality_transforms(16, augment=True)
+    seen = set()
+    for seed in range(24):
+        transform.set_random_state(seed)
+        out = transform(dict(item))
+        assert torch.equal(out["image"], out["fluoro"]) and torch.allclose(out["image"] + out["reference"], torch.ones_like(out["image"]))
+        seen.add(out["image"].numpy().tobytes())
+    assert len(seen) == 8  # all eight orientations
 
 
 def test_benchmark_files_and_csv_round_trip(tmp_path):

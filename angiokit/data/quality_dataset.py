@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from monai.data import Dataset
-from monai.transforms import Compose, EnsureTyped, RandFlipd, Resized, ScaleIntensityRanged
+from monai.transforms import Compose, EnsureTyped, RandFlipd, RandRotate90d, Resized, ScaleIntensityRanged
 
 from .errors import AngioDataError
 from .pretrain import LoadAngiogramd
@@ -50,7 +50,9 @@ def quality_transforms(image_size: int, augment: bool = False) -> Compose:
         EnsureTyped("target", dtype=torch.float32, track_meta=False, allow_missing_keys=True),
     ]
     if augment:
-        steps.append(RandFlipd(keys, prob=0.5, spatial_axis=1))
+        # the eight flips and quarter turns: a frame's quality does not depend on its
+        # orientation, and the same transform reaches S, F and C (their pixels must stay aligned)
+        steps += [RandFlipd(keys, prob=0.5, spatial_axis=0), RandFlipd(keys, prob=0.5, spatial_axis=1), RandRotate90d(keys, prob=0.5, max_k=1)]
     return Compose(steps)
 
 

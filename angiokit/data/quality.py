@@ -16,8 +16,8 @@ rater can see in S, measured on noise-free displays of the rendering (``visible_
 for the guidewire and the branches, the share of the wire's (the side branches') displayed
 contrast that S lost or, for blur, moved out of place; a cut that falls outside the view, or a
 fade that leaves the wire black where the display window clips it, costs nothing. For artifacts
-it is their strength, which scales every kind's amplitude. Real CAS-3K-style scores can be imported
-from a CSV instead (``read_scores_csv``).
+it is their strength, which scales every kind's amplitude. Real CAS-3K-style scores can be
+imported from a CSV instead (``read_scores_csv``).
 """
 
 from __future__ import annotations
@@ -188,7 +188,9 @@ class QualityScene:
         """What S visibly lost, on noise-free displays of the scene (artifacts left out): the
         share of the wire's displayed contrast, and of the side branches' (the loss counted over
         all vessels: a blur blurs the main vessels too)."""
-        show = lambda integral: self.scene.detector.expose(None, integral)  # noqa: E731
+        def show(integral):
+            return self.scene.detector.expose(None, integral)
+
         before = show(contrast_integral)
         no_wire, no_vessels = contrast_integral - wire_before, contrast_integral - vessels_before
         side_contrast = np.clip(show(contrast_integral - side_before) - before, 0, None)
@@ -243,9 +245,8 @@ def make_case(cfg: SynthConfig, seed: int, rater_biases: np.ndarray, failure: Op
 
 def visible_severities(damage: Dict[str, float], failure: Failure) -> Dict[str, float]:
     """The severities the labels are made from: what S visibly lost for the guidewire and the
-    branches (the failure's parameter is not visible: e.g. a wire broken outside the view or
-    inside the catheter is intact in it, a faded wire still clipped black looks the same), the
-    artifacts' strength."""
+    branches (the failure's parameter is not visible: e.g. a wire broken outside the view is
+    intact in it, a faded wire still clipped black looks the same), the artifacts' strength."""
     return {"guidewire": min(damage["guidewire"], 1.0), "branch": min(damage["branch"], 1.0), "artifact": failure.artifact}
 
 

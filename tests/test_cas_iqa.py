@@ -162,6 +162,37 @@ def test_ablations_and_losses():
         CASIQA("vit_s16", fusion="concat", **TINY)
 
 
+def test_orientation_averaging_turns_auxiliary_frames_with_s_and_averages_levels():
+    from angiokit.engines.inferers import OrientationAveragingInferer
+
+    torch.manual_seed(0)
+    model = CASIQA("vit_s16", img_size=32, **TINY).eval()
+    s, f, c = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    flags = torch.tensor([True, False])
+    averaged = OrientationAveragingInferer(8)
+    turned = OrientationAveragingInferer.orient
+    with torch.no_grad():
+        out = averaged(s, model, fluoro=f, reference=c, fluoro_available=flags)
+        # the same scene in another orientation: the same average, where one view differs
+        for k in (1, 6):
+            again = averaged(turned(s, k), model, fluoro=turned(f, k), reference=turned(c, k), fluoro_available=flags)
+            assert torch.allclose(out, again, atol=1e-5)
+        views = [model(turned(s, k), fluoro=turned(f, k), reference=turned(c, k), fluoro_available=flags) for k in range(8)]
+        assert not torch.allclose(views[0], views[1], atol=1e-4)
+        # the expected level is the mean of the eight expected levels
+        assert torch.allclose(CASIQA.scores(out), torch.stack([CASIQA.scores(v) for v in views]).mean(0), atol=1e-5)
+        # as is: the plain prediction
+        assert torch.allclose(OrientationAveragingInferer(1)(s, model, fluoro=f, reference=c, fluoro_available=flags).softmax(-1), views[0].softmax(-1), atol=1e-6)
+
+    # F turned with S: a scorer of S - F sees no difference when F is S
+    def residual(image, fluoro=None, **_):
+        return (image - fluoro).abs().flatten(1).sum(1, keepdim=True)
+
+    assert OrientationAveragingInferer(8)(s, residual, fluoro=s.clone()).abs().max() == 0
+    with pytest.raises(ValueError, match="orientations"):
+        OrientationAveragingInferer(3)
+
+
 def test_hugging_face_backbone_from_a_local_path(tmp_path):
     from transformers import ViTConfig, ViTModel
 

@@ -1,6 +1,7 @@
 """CAS-IQA on the synthetic CAS-style benchmark, side by side with its baselines.
 
-    python -m apps.iqa_benchmark --out runs/iqa                  # CPU-sized run
+    python -m apps.iqa_benchmark --out runs/iqa                  # 4,800 cases, ViT 192 x 6 at 224 px (a GPU)
+    python -m apps.iqa_benchmark --out runs/iqa_3200 --cases 3200 --image_size 128 --width 128 --depth 4 --epochs 20   # CPU size
     python -m apps.iqa_benchmark --out runs/iqa_quick --quick    # plumbing check (minutes)
     python -m apps.iqa_benchmark --out runs/iqa --models full,no_must   # some of the models
 
@@ -62,7 +63,7 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
     from angiokit.data.quality_dataset import default_benchmark
     from angiokit.data.writers import atomic_path
 
-    cfg = dict(cases=24, size=128, image_size=64, epochs=1, width=32, depth=2) if quick else dict(cases=400, size=256, image_size=224, epochs=40, width=192, depth=6)
+    cfg = dict(cases=24, size=128, image_size=64, epochs=1, width=32, depth=2) if quick else dict(cases=4800, size=256, image_size=224, epochs=40, width=192, depth=6)
     cfg.update({k: v for k, v in dict(cases=cases, size=size, image_size=image_size, epochs=epochs, width=width, depth=depth).items() if v is not None})
     steps = Steps(out)
     started = time.time()

@@ -67,10 +67,12 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
     cfg.update({k: v for k, v in dict(cases=cases, size=size, image_size=image_size, epochs=epochs, width=width, depth=depth).items() if v is not None})
     steps = Steps(out)
     started = time.time()
-    scores_csv = default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"])
-    found = len(read_scores_csv(scores_csv))
+    scores_csv = steps.path("benchmark", "scores.csv")
+    # models trained here on a benchmark of another size would be reused as if they matched it
+    found = len(read_scores_csv(scores_csv)) if os.path.isfile(scores_csv) else cfg["cases"]
     if found != cfg["cases"]:
         raise SystemExit(f"{scores_csv} has {found} cases, not the {cfg['cases']} asked for: pass --cases {found} to reuse it, or another --out")
+    default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"])
     baselines_file = steps.path("baselines.json")
     if not os.path.exists(baselines_file):
         t = time.time()

@@ -90,6 +90,16 @@ def test_benchmark_files_and_csv_round_trip(tmp_path):
     assert open(path).read() == open(again).read()  # deterministic by seed
 
 
+def test_cached_benchmark_is_regenerated_when_the_case_count_changes(tmp_path):
+    from angiokit.data.quality_dataset import default_benchmark
+
+    path = default_benchmark(str(tmp_path), n=3, size=64)
+    first = read_scores_csv(path)
+    assert len(read_scores_csv(default_benchmark(str(tmp_path), n=5, size=64))) == 5
+    again = read_scores_csv(path)[:3]
+    assert [r["guidewire_mos"] for r in again] == [r["guidewire_mos"] for r in first]
+
+
 def test_importer_accepts_plain_scores_and_names_bad_rows(tmp_path):
     good = tmp_path / "scores.csv"
     good.write_text("synthetic,aux_fluoro,guidewire,branch,artifact\nimgs/a.png,,4.5,3,1\n")
@@ -191,6 +201,8 @@ def test_orientation_averaging_turns_auxiliary_frames_with_s_and_averages_levels
     assert OrientationAveragingInferer(8)(s, residual, fluoro=s.clone()).abs().max() == 0
     with pytest.raises(ValueError, match="orientations"):
         OrientationAveragingInferer(3)
+    with pytest.raises(ValueError, match="square"):
+        OrientationAveragingInferer(8)(torch.rand(1, 1, 32, 16), residual, fluoro=torch.rand(1, 1, 32, 16))
 
 
 def test_hugging_face_backbone_from_a_local_path(tmp_path):

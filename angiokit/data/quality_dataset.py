@@ -68,9 +68,11 @@ def rows_to_items(rows: List[dict], metrics: Sequence[str] = METRICS) -> List[di
 
 
 def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0) -> str:
-    """``root``/scores.csv of the synthetic benchmark, generated on first use."""
+    """``root``/scores.csv of the synthetic benchmark, generated on first use and again when the
+    cached one has another number of cases (cases are seeded per index, so the ones it had are
+    rewritten unchanged)."""
     path = os.path.join(root, "scores.csv")
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or len(read_scores_csv(path)) != n:
         write_quality_benchmark(root, n=n, size=size, seed=seed)
     return path
 

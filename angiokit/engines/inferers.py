@@ -67,6 +67,8 @@ class OrientationAveragingInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
         frame = inputs.shape[-2:]
+        if self.orientations > 1 and frame[0] != frame[1]:
+            raise ValueError(f"turning a frame a quarter needs a square frame (the scorer's input size), got {tuple(frame)}")
         total = None
         for k in range(self.orientations):
             turned = {n: self.orient(v, k) if torch.is_tensor(v) and v.ndim == inputs.ndim and v.shape[-2:] == frame else v for n, v in kwargs.items()}

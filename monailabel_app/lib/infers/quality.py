@@ -55,9 +55,9 @@ class QualityInfer(BundleInferTask):
         network = self._get_network(device, data)
         batch = list_data_collate([{k: data[k] for k in BATCH_KEYS}])
         image, _, _, kwargs = prepare_quality_batch(batch, torch.device(device))
-        inferer = self.bundle_config.get_parsed_content("inferer")  # the bundle's: averaged over orientations
+        # BundleInferTask.inferer: the bundle's, averaged over orientations
         with torch.no_grad():
-            data[self.output_label_key] = inferer(image, network, **kwargs).cpu()  # [1, M, 5] level logits
+            data[self.output_label_key] = self.inferer(data)(image, network, **kwargs).cpu()  # [1, M, 5] level logits
         data["quality_batch"] = batch
         return data
 

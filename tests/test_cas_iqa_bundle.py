@@ -15,6 +15,7 @@ def _run(names, workflow_type, root, **overrides):
     assert wf.check_properties() == []
     wf.run()
     wf.finalize()
+    return wf
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,22 @@ def test_metadata_passes_monai_schema():
 def test_train_builds_the_benchmark_and_keeps_the_best_model(trained):
     assert (trained / "data" / "quality_benchmark" / "scores.csv").exists()
     assert (trained / "models" / "model.pt").exists()
+
+
+def test_training_can_start_from_a_trained_model(trained, tmp_path):
+    import torch
+
+    saved = torch.load(trained / "models" / "model.pt", map_location="cpu")
+    frozen = dict(max_epochs=1, val_interval=1, batch_size=4, num_workers=0, warmup_epochs=0, lr=0.0, weight_decay=0.0, dataset_dir=str(trained / "data" / "quality_benchmark"), **NET)
+
+    def weights_after(**overrides):  # lr 0: the weights (not the norm statistics) stay what training started from
+        network = _run(["train"], "train", tmp_path / str(len(overrides)), **frozen, **overrides).parser.get_parsed_content("network")
+        return {k: v.detach().cpu() for k, v in network.named_parameters()}
+
+    started = weights_after(init_checkpoint=str(trained / "models" / "model.pt"))
+    assert started and all(torch.equal(v, saved[k]) for k, v in started.items())
+    fresh = weights_after()
+    assert not all(torch.equal(v, saved[k]) for k, v in fresh.items())
 
 
 def test_evaluate_reports_correlations_and_scatter(trained):

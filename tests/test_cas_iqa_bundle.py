@@ -42,7 +42,7 @@ def test_training_can_start_from_a_trained_model(trained, tmp_path):
     frozen = dict(max_epochs=1, val_interval=1, batch_size=4, num_workers=0, warmup_epochs=0, lr=0.0, weight_decay=0.0, dataset_dir=str(trained / "data" / "quality_benchmark"), **NET)
 
     def weights_after(**overrides):  # lr 0: the weights (not the norm statistics) stay what training started from
-        network = _run(["train"], "train", tmp_path / str(len(overrides)), **frozen, **overrides).parser.get_parsed_content("network")
+        network = _run(["train"], "train", tmp_path / ("started" if overrides else "fresh"), **frozen, **overrides).parser.get_parsed_content("network")
         return {k: v.detach().cpu() for k, v in network.named_parameters()}
 
     started = weights_after(init_checkpoint=str(trained / "models" / "model.pt"))

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from .bundle_utils import verify_metadata, workflow
 
@@ -36,8 +37,6 @@ def test_train_builds_the_benchmark_and_keeps_the_best_model(trained):
 
 
 def test_training_can_start_from_a_trained_model(trained, tmp_path):
-    import torch
-
     saved = torch.load(trained / "models" / "model.pt", map_location="cpu")
     frozen = dict(max_epochs=1, val_interval=1, batch_size=4, num_workers=0, warmup_epochs=0, lr=0.0, weight_decay=0.0, dataset_dir=str(trained / "data" / "quality_benchmark"), **NET)
 
@@ -49,6 +48,19 @@ def test_training_can_start_from_a_trained_model(trained, tmp_path):
     assert started and all(torch.equal(v, saved[k]) for k, v in started.items())
     fresh = weights_after()
     assert not all(torch.equal(v, saved[k]) for k, v in fresh.items())
+
+
+def test_a_wrong_starting_model_is_named_before_training(tmp_path):
+    from torch import nn
+
+    from angiokit.networks import load_trained
+
+    with pytest.raises(FileNotFoundError, match="missing.pt: trained model not found"):
+        load_trained(nn.Linear(2, 2), str(tmp_path / "missing.pt"))
+    other = tmp_path / "other.pt"
+    torch.save(nn.Linear(3, 2).state_dict(), other)
+    with pytest.raises(ValueError, match="other.pt: expected the weights of a Linear"):
+        load_trained(nn.Linear(2, 2), str(other))
 
 
 def test_evaluate_reports_correlations_and_scatter(trained):

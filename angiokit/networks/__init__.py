@@ -1,6 +1,6 @@
 """Networks: VasoMIM (MAE + guided masking), anatomy guidance, encoder export, classical baseline."""
 
-from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter
+from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter, load_trained
 from .cas_iqa import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
 from .classical import VesselnessThresholdSegmenter
 from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
@@ -27,6 +27,7 @@ __all__ = [
     "layer_decay_param_groups",
     "load_encoder",
     "load_encoder_file",
+    "load_trained",
     "patch_probabilities",
     "reference_guided_masking",
     "resize_position_embeddings",

@@ -37,13 +37,26 @@ class VesselnessSegmenter(nn.Module):
         return (vesselness(images.float(), self.sigmas) - self.threshold) / self.temperature
 
 
-def _load_state(checkpoint: str, key: Optional[str]) -> dict:
+def load_state_file(checkpoint: str, key: Optional[str], what: str = "segmenter checkpoint") -> dict:
+    """A raw state dict, or the one a MONAI checkpoint dict holds under ``key``."""
     if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"{checkpoint}: segmenter checkpoint not found")
+        raise FileNotFoundError(f"{checkpoint}: {what} not found")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if key and isinstance(state, dict) and key in state:
         state = state[key]
     return state
+
+
+def load_trained(network: nn.Module, checkpoint: str, key: Optional[str] = "model") -> nn.Module:
+    """Start ``network`` from a trained model's weights, checked at once (not when a trainer
+    starts, after its data are cached): a missing file or one of other network settings is
+    named."""
+    state = load_state_file(checkpoint, key, what="trained model")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{checkpoint}: expected the weights of a {type(network).__name__} with the same network settings; {str(err)[:500]}") from err
+    return network
 
 
 class FrozenSegmenter(nn.Module):
@@ -59,7 +72,7 @@ class FrozenSegmenter(nn.Module):
             raise ValueError(f"output must be 'softmax' or 'sigmoid', got {output!r}")
         self.network, self.output = network, output
         if checkpoint:
-            self.network.load_state_dict(_load_state(checkpoint, key), strict=True)
+            self.network.load_state_dict(load_state_file(checkpoint, key), strict=True)
         self.network.requires_grad_(False)
         self.network.eval()
 

@@ -59,7 +59,7 @@ def classical_baselines(scores_csv: str, split: str = "test") -> Dict[str, Dict]
 def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = "", models: str = ",".join(MODELS)):
     """Run (or resume) the benchmark and write OUT/results.md; ``models``: which learned models
     (comma-separated keys of ``MODELS``)."""
-    from angiokit.data.quality import METRICS, read_scores_csv
+    from angiokit.data.quality import METRICS, benchmark_mismatch, benchmark_settings
     from angiokit.data.quality_dataset import default_benchmark
     from angiokit.data.writers import atomic_path
 
@@ -68,10 +68,11 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
     steps = Steps(out)
     started = time.time()
     scores_csv = steps.path("benchmark", "scores.csv")
-    # models trained here on a benchmark of another size would be reused as if they matched it
-    found = len(read_scores_csv(scores_csv)) if os.path.isfile(scores_csv) else cfg["cases"]
-    if found != cfg["cases"]:
-        raise SystemExit(f"{scores_csv} has {found} cases, not the {cfg['cases']} asked for: pass --cases {found} to reuse it, or another --out")
+    # models trained here on another benchmark (size, image size, label rule) would be reused as
+    # if they matched it
+    mismatch = benchmark_mismatch(steps.path("benchmark"), benchmark_settings(cfg["cases"], cfg["size"])) if os.path.isfile(scores_csv) else ""
+    if mismatch:
+        raise SystemExit(f"{out} holds another benchmark than the one asked for, and models trained on it: {mismatch}; pass the settings it was made with to reuse it, or another --out")
     default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"])
     baselines_file = steps.path("baselines.json")
     if not os.path.exists(baselines_file):

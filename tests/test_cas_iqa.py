@@ -57,6 +57,23 @@ def test_visible_loss_counts_only_contrast_the_display_shows():
     assert _visible_loss(without, np.array([[0.2, 0.2, 0.8, 0.8]]), np.array([[0.5, 0.5, 0.8, 0.8]])) == pytest.approx(0.5)
     assert _visible_loss(without, np.zeros((1, 4)), np.zeros((1, 4))) == 0.0
     assert _visible_loss(without, np.array([[0.2, 0.8, 0.8, 0.8]]), np.array([[0.5, 0.5, 0.8, 0.8]])) == pytest.approx(0.5)
+    # a wire the frame barely shows (contrast 0.1 in all): losing all of it is a share of the
+    # floor (contrast 0.4 summed) where that is more, of the wire's own contrast where it is less
+    faint, gone = np.array([[0.7, 0.8, 0.8, 0.8]]), without.copy()
+    assert _visible_loss(without, faint, gone) == pytest.approx(1.0)
+    assert _visible_loss(without, faint, gone, floor=0.4) == pytest.approx(0.25)
+    assert _visible_loss(without, faint, gone, floor=0.05) == pytest.approx(1.0)
+
+
+def test_an_erased_wire_that_c_barely_shows_is_not_labelled_wholly_lost():
+    cfg = quality_config(128)
+    erase = Failure(guidewire=1.0, guidewire_mode="erase")
+    # seed 5: C shows the wire on the background; seed 22: it runs inside iodine-filled vessels,
+    # where C shows a small part of its contrast on the bare background (F)
+    shown, hidden = QualityScene(cfg, 5), QualityScene(cfg, 22)
+    shown.render_all(erase), hidden.render_all(erase)
+    assert shown.damage["guidewire"] > 0.9
+    assert 0.05 < hidden.damage["guidewire"] < 0.5
 
 
 def test_training_augmentation_turns_s_f_and_c_together(tmp_path):
@@ -90,7 +107,10 @@ def test_benchmark_files_and_csv_round_trip(tmp_path):
     assert open(path).read() == open(again).read()  # deterministic by seed
 
 
-def test_cached_benchmark_is_regenerated_when_the_case_count_changes(tmp_path):
+def test_cached_benchmark_is_regenerated_when_made_otherwise(tmp_path):
+    import json
+
+    from angiokit.data.quality import LABEL_RULE
     from angiokit.data.quality_dataset import default_benchmark
 
     path = default_benchmark(str(tmp_path), n=3, size=64)
@@ -98,6 +118,20 @@ def test_cached_benchmark_is_regenerated_when_the_case_count_changes(tmp_path):
     assert len(read_scores_csv(default_benchmark(str(tmp_path), n=5, size=64))) == 5
     again = read_scores_csv(path)[:3]
     assert [r["guidewire_mos"] for r in again] == [r["guidewire_mos"] for r in first]
+    settings = tmp_path / "benchmark.json"
+    assert json.loads(settings.read_text())["label_rule"] == LABEL_RULE
+    # a cache made by another label rule, or before the settings were recorded, is remade
+    stamp = (tmp_path / "scores.csv").stat().st_mtime_ns
+    default_benchmark(str(tmp_path), n=5, size=64)
+    assert (tmp_path / "scores.csv").stat().st_mtime_ns == stamp  # the same benchmark is reused
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "label_rule": "an older rule"}))
+    default_benchmark(str(tmp_path), n=5, size=64)
+    assert json.loads(settings.read_text())["label_rule"] == LABEL_RULE
+    settings.unlink()
+    default_benchmark(str(tmp_path), n=5, size=64)
+    assert settings.is_file()
+    default_benchmark(str(tmp_path), n=5, size=48)  # another image size
+    assert json.loads(settings.read_text())["size"] == 48
 
 
 def test_importer_accepts_plain_scores_and_names_bad_rows(tmp_path):

@@ -34,3 +34,6 @@ def test_iqa_benchmark_quick_reports_every_method(tmp_path):
     report = (out / "results.md").read_text()
     for row in ("brisque", "CAS-IQA (S + F + C, MUST)", "CAS-IQA without MUST", "CAS-IQA without auxiliary images", "Plain ViT regressor"):
         assert row.lower() in report.lower(), row
+    # its models were trained on this benchmark: asked for another, it refuses to reuse them
+    refused = subprocess.run([sys.executable, "-m", "apps.iqa_benchmark", "--out", str(out), "--quick", "--cases", "30"], cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode != 0 and "cases 24 (wanted 30)" in refused.stderr

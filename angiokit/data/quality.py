@@ -15,7 +15,9 @@ deviation and the raters' histogram over the five levels are the labels. The sev
 rater can see in S, measured on noise-free displays of the rendering (``visible_severities``):
 for the guidewire and the branches, the share of the wire's (the side branches') displayed
 contrast that S lost or, for blur, moved out of place; a cut that falls outside the view, or a
-fade that leaves the wire black where the display window clips it, costs nothing. For artifacts
+fade that leaves the wire black where the display window clips it, costs nothing. The wire's
+share is of at least a fifth of its contrast on the bare background (``WIRE_CONTRAST_FLOOR``):
+where C itself barely shows the wire, losing it is a small loss, not a wire wholly lost. For artifacts
 it is their strength, which scales every kind's amplitude. Real CAS-3K-style scores can be
 imported from a CSV instead (``read_scores_csv``).
 """
@@ -41,6 +43,11 @@ GUIDEWIRE_MODES = ("fade", "break", "erase")
 BRANCH_MODES = ("drop", "break", "blur", "wash")
 ARTIFACT_MODES = ("fragments", "ghost", "streaks", "checkerboard", "blotches")
 MAIN_BRANCHES = ("left_main", "lad", "lcx", "rca")
+# the guidewire's label: its displayed contrast lost in S, as a share of what C displays of it but
+# of at least this fraction of what the bare background (F) displays (``QualityScene._visible_damage``)
+WIRE_CONTRAST_FLOOR = 0.2
+# names the rule that turns renderings into labels; a cached benchmark of another rule is remade
+LABEL_RULE = f"visible contrast, wire floor {WIRE_CONTRAST_FLOOR}"
 
 
 @dataclass
@@ -96,17 +103,18 @@ def _scaled(tube: Tube, factor: float) -> Tube:
     return Tube(tube.xy, tube.radius_px, tube.weight * factor, tube.in_mask, tube.mask_group)
 
 
-def _visible_loss(without: np.ndarray, before: np.ndarray, after: np.ndarray, of: Optional[np.ndarray] = None) -> float:
+def _visible_loss(without: np.ndarray, before: np.ndarray, after: np.ndarray, of: Optional[np.ndarray] = None, floor: float = 0.0) -> float:
     """The share of a structure's displayed contrast that is missing from where it was.
 
     Noise-free displayed frames (dark = attenuating): ``without`` the structure, ``before`` and
     ``after`` the failure. Its contrast is how much darker it makes a pixel than ``without``;
     the loss, summed where ``after`` is lighter than ``before``, is divided by the contrast of
-    ``of`` (default: the structure before). Display, not attenuation: a wire faded but still
-    black where the window clips it has lost nothing a rater can see."""
+    ``of`` (default: the structure before), or by ``floor`` (a summed contrast) where that is
+    more. Display, not attenuation: a wire faded but still black where the window clips it has
+    lost nothing a rater can see."""
     contrast_before = np.clip(without - before, 0, None)
     contrast_after = np.clip(without - after, 0, None)
-    total = float(contrast_before.sum() if of is None else of.sum())
+    total = max(float(contrast_before.sum() if of is None else of.sum()), float(floor))
     return float(np.clip(contrast_before - contrast_after, 0, None).sum()) / total if total > 0 else 0.0
 
 
@@ -141,6 +149,7 @@ class QualityScene:
         side = [i for i, n in enumerate(names) if n not in MAIN_BRANCHES]
         wire_before, vessels_before = self._line_integral([], [], wire), self._line_integral(vessels, [], [])
         side_before = self._line_integral([v for i, v in enumerate(vessels) if i in side], [], [])
+        bare_integral = sc.background + self._line_integral([], sc._catheter_tubes(t_s, 0.0), wire)  # F, noise-free
 
         # guidewire failures
         if failure.guidewire > 0 and wire:
@@ -181,21 +190,26 @@ class QualityScene:
             board = ((yy // period + xx // period) % 2) * 2.0 - 1.0
             synthetic = np.clip(synthetic + 0.06 * a * board, 0, 1).astype(np.float32)
         images["synthetic"] = synthetic
-        self.damage = self._visible_damage(contrast_integral, wire_before, self._line_integral([], [], wire), vessels_before, vessel_part, side_before)
+        self.damage = self._visible_damage(contrast_integral, wire_before, self._line_integral([], [], wire), vessels_before, vessel_part, side_before, bare_integral)
         return images
 
-    def _visible_damage(self, contrast_integral, wire_before, wire_after, vessels_before, vessels_after, side_before) -> Dict[str, float]:
+    def _visible_damage(self, contrast_integral, wire_before, wire_after, vessels_before, vessels_after, side_before, bare_integral) -> Dict[str, float]:
         """What S visibly lost, on noise-free displays of the scene (artifacts left out): the
         share of the wire's displayed contrast, and of the side branches' (the loss counted over
-        all vessels: a blur blurs the main vessels too)."""
+        all vessels: a blur blurs the main vessels too).
+
+        The wire's share is of at least ``WIRE_CONTRAST_FLOOR`` of its contrast on the bare
+        background (``bare_integral``, F's): where C barely shows the wire (inside iodine-filled
+        vessels), losing those few pixels is a loss no rater can see, not a wire "wholly lost"."""
         def show(integral):
             return self.scene.detector.expose(None, integral)
 
         before = show(contrast_integral)
         no_wire, no_vessels = contrast_integral - wire_before, contrast_integral - vessels_before
         side_contrast = np.clip(show(contrast_integral - side_before) - before, 0, None)
+        bare_wire_contrast = float(np.clip(show(bare_integral - wire_before) - show(bare_integral), 0, None).sum())
         return {
-            "guidewire": _visible_loss(show(no_wire), before, show(no_wire + wire_after)),
+            "guidewire": _visible_loss(show(no_wire), before, show(no_wire + wire_after), floor=WIRE_CONTRAST_FLOOR * bare_wire_contrast),
             "branch": _visible_loss(show(no_vessels), before, show(no_vessels + vessels_after), of=side_contrast),
         }
 
@@ -334,17 +348,34 @@ def _resolve(root: str, p: str) -> str:
     return p if os.path.isabs(p) else os.path.join(root, p)
 
 
+def benchmark_settings(n: int, size: int, seed: int = 0, raters: int = 5, val_fraction: float = 0.15, test_fraction: float = 0.25) -> dict:
+    """What makes a synthetic benchmark what it is, as its ``benchmark.json`` records it."""
+    return {"cases": int(n), "size": int(size), "seed": int(seed), "raters": int(raters), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction), "label_rule": LABEL_RULE}
+
+
+def benchmark_mismatch(root: str, settings: dict) -> str:
+    """Why the benchmark in ``root`` is not the one ``settings`` describe ('' when it is): one
+    written before the settings were recorded, or with another label rule, counts as different."""
+    path = os.path.join(root, "benchmark.json")
+    if not os.path.isfile(path):
+        return f"{path} is missing (a benchmark from before label rule {LABEL_RULE!r}, or not a synthetic one)"
+    found = read_json(path, "benchmark settings")
+    differ = [f"{k} {found.get(k)!r} (wanted {v!r})" for k, v in settings.items() if found.get(k) != v]
+    return f"{path}: " + ", ".join(differ) if differ else ""
+
+
 def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int = 0, raters: int = 5, val_fraction: float = 0.15, test_fraction: float = 0.25, progress: bool = True) -> str:
     """Write ``n`` cases: images/<case>.png (S), images/<case>_aux_fluoro.png (F),
     images/<case>_aux_reference.png (C) - the naming rule MONAI Label's quality task uses -
-    and scores.csv (one row per case; columns of ``read_scores_csv`` plus the failures)."""
+    scores.csv (one row per case; columns of ``read_scores_csv`` plus the failures) and
+    benchmark.json (``benchmark_settings``, written last: a cache is only reused once whole)."""
     import json
 
     from tqdm import tqdm
 
     from .datalist import assign_splits
     from .synthetic.export import sample_seed
-    from .writers import to_uint, write_csv, write_png
+    from .writers import atomic_path, to_uint, write_csv, write_png
 
     cfg = quality_config(size)
     biases = np.random.default_rng(seed).normal(0.0, 0.3, raters)  # the same rater panel for all cases
@@ -365,4 +396,8 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
             row[f"{metric}_severity"] = f"{result['severities'][metric]:.3f}"
         row["failure"] = json.dumps(result["failure"])
         rows.append(row)
-    return write_csv(os.path.join(out, "scores.csv"), rows)
+    path = write_csv(os.path.join(out, "scores.csv"), rows)
+    with atomic_path(os.path.join(out, "benchmark.json")) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(benchmark_settings(n, size, seed, raters, val_fraction, test_fraction), f, indent=2)
+    return path

@@ -19,7 +19,7 @@ from monai.transforms import Compose, EnsureTyped, RandFlipd, RandRotate90d, Res
 
 from .errors import AngioDataError
 from .pretrain import LoadAngiogramd
-from .quality import METRICS, read_scores_csv, write_quality_benchmark
+from .quality import METRICS, benchmark_mismatch, benchmark_settings, read_scores_csv, write_quality_benchmark
 
 AUX = {"fluoro": "aux_fluoro", "reference": "aux_reference"}
 IMAGE_KEYS = ("image", "fluoro", "reference")
@@ -69,10 +69,11 @@ def rows_to_items(rows: List[dict], metrics: Sequence[str] = METRICS) -> List[di
 
 def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0) -> str:
     """``root``/scores.csv of the synthetic benchmark, generated on first use and again when the
-    cached one has another number of cases (cases are seeded per index, so the ones it had are
-    rewritten unchanged)."""
+    cached one was made otherwise (another number of cases, image size, seed or label rule:
+    ``benchmark_mismatch``; cases are seeded per index, so a count change rewrites the ones it
+    had unchanged, and a label rule change alters only the labels)."""
     path = os.path.join(root, "scores.csv")
-    if not os.path.isfile(path) or len(read_scores_csv(path)) != n:
+    if not os.path.isfile(path) or benchmark_mismatch(root, benchmark_settings(n, size, seed)):
         write_quality_benchmark(root, n=n, size=size, seed=seed)
     return path
 

@@ -81,3 +81,18 @@ def test_inference_writes_one_json_per_image_with_its_auxiliary_images(trained, 
     assert set(doc["scores"]) == {"guidewire", "branch", "artifact"} and all(1 <= v <= 5 for v in doc["scores"].values())
     assert abs(sum(doc["probabilities"]["branch"].values()) - 1) < 1e-3
     assert doc["auxiliary"]["fluoro"].endswith("_aux_fluoro.png") and doc["auxiliary"]["reference"].endswith("_aux_reference.png")
+
+
+@pytest.mark.parametrize("ablation", ["vit_regressor", "no_auxiliary", "no_must"])
+def test_each_ablation_config_trains_through_the_bundle(ablation, trained, tmp_path):
+    # the ablations of docs/results.md, as apps.iqa_benchmark runs them: train.json + the overlay
+    from angiokit.networks import CASIQA, ViTRegressor
+
+    wf = _run(["train", ablation], "train", tmp_path, max_epochs=1, val_interval=1, batch_size=4, num_workers=0, warmup_epochs=1, dataset_dir=str(trained / "data" / "quality_benchmark"), **NET)
+    network = wf.parser.get_parsed_content("network")
+    assert (tmp_path / "models" / "model.pt").exists()
+    if ablation == "vit_regressor":
+        assert isinstance(network, ViTRegressor)
+    else:
+        assert isinstance(network, CASIQA)
+        assert (network.auxiliary, network.fusion) == (((), "must") if ablation == "no_auxiliary" else (("fluoro", "reference"), "mean"))

@@ -27,8 +27,7 @@ def trained(tmp_path_factory):
 
 
 def test_metadata_passes_monai_schema():
-    proc = verify_metadata("cas_iqa")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verify_metadata("cas_iqa")  # raises on a field the schema rejects
 
 
 def test_train_builds_the_benchmark_and_keeps_the_best_model(trained):

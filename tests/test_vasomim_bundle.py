@@ -46,8 +46,7 @@ def _train(root, epochs, collect=None, **extra):
 
 
 def test_metadata_passes_monai_schema():
-    proc = verify_metadata("vasomim_pretrain")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verify_metadata("vasomim_pretrain")  # raises on a field the schema rejects
 
 
 def test_tiny_training_learns_schedules_alpha_and_writes_everything(tmp_path):

@@ -93,5 +93,5 @@ def test_each_ablation_config_trains_through_the_bundle(ablation, trained, tmp_p
     if ablation == "vit_regressor":
         assert isinstance(network, ViTRegressor)
     else:
-        assert isinstance(network, CASIQA)
-        assert (network.auxiliary, network.fusion) == (((), "must") if ablation == "no_auxiliary" else (("fluoro", "reference"), "mean"))
+        auxiliary_and_fusion = {"no_auxiliary": ((), "must"), "no_must": (("fluoro", "reference"), "mean")}[ablation]
+        assert isinstance(network, CASIQA) and (network.auxiliary, network.fusion) == auxiliary_and_fusion

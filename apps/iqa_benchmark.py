@@ -1,7 +1,7 @@
 """CAS-IQA on the synthetic CAS-style benchmark, side by side with its baselines.
 
     python -m apps.iqa_benchmark --out runs/iqa                  # 4,800 cases, ViT 192 x 6 at 224 px (a GPU)
-    python -m apps.iqa_benchmark --out runs/iqa_3200 --cases 3200 --image_size 128 --width 128 --depth 4 --epochs 20   # CPU size
+    python -m apps.iqa_benchmark --out runs/iqa_3200 --cases 3200 --image_size 256 --encoder_size 128 --width 128 --depth 4 --epochs 20   # CPU size
     python -m apps.iqa_benchmark --out runs/iqa_quick --quick    # plumbing check (minutes)
     python -m apps.iqa_benchmark --out runs/iqa --models full,no_must   # some of the models
 
@@ -56,15 +56,17 @@ def classical_baselines(scores_csv: str, split: str = "test") -> Dict[str, Dict]
     return out
 
 
-def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = "", models: str = ",".join(MODELS)):
+def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, encoder_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = "", models: str = ",".join(MODELS)):
     """Run (or resume) the benchmark and write OUT/results.md; ``models``: which learned models
-    (comma-separated keys of ``MODELS``)."""
+    (comma-separated keys of ``MODELS``); ``encoder_size``: the ViT's input size when it is to be
+    smaller than ``image_size``, where the pixel residuals are compared (default the same)."""
     from angiokit.data.quality import METRICS, benchmark_mismatch, benchmark_settings
     from angiokit.data.quality_dataset import default_benchmark
     from angiokit.data.writers import atomic_path
 
     cfg = dict(cases=24, size=128, image_size=64, epochs=1, width=32, depth=2) if quick else dict(cases=4800, size=256, image_size=224, epochs=40, width=192, depth=6)
     cfg.update({k: v for k, v in dict(cases=cases, size=size, image_size=image_size, epochs=epochs, width=width, depth=depth).items() if v is not None})
+    cfg["encoder_size"] = int(encoder_size or cfg["image_size"])
     steps = Steps(out)
     started = time.time()
     scores_csv = steps.path("benchmark", "scores.csv")
@@ -82,7 +84,7 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
         steps.timings["classical baselines"] = time.time() - t
     baselines = json.load(open(baselines_file))
     net = {"preset": "vit_s16", "network_def#hidden_size": cfg["width"], "network_def#num_heads": max(cfg["width"] // 64, 1), "network_def#mlp_dim": 4 * cfg["width"], "network_def#num_layers": cfg["depth"]}
-    common = {**net, "dataset_dir": steps.path("benchmark"), "image_size": cfg["image_size"], "num_workers": workers}
+    common = {**net, "dataset_dir": steps.path("benchmark"), "image_size": cfg["image_size"], "encoder_size": cfg["encoder_size"], "num_workers": workers}
     if pretrained_encoder:
         common["pretrained_encoder"] = os.path.abspath(pretrained_encoder)
     chosen = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]

@@ -172,6 +172,26 @@ def test_router_weights_sum_to_one_and_missing_paths_get_none():
         assert torch.allclose(hidden, model(x, None, c), atol=1e-5)
 
 
+def test_residuals_keep_every_pixel_when_the_encoder_sees_a_smaller_frame():
+    torch.manual_seed(0)
+    model = CASIQA("vit_s16", img_size=64, encoder_size=32, **TINY).eval()
+    s, f, c = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
+    # a one-pixel checkerboard: every 2 x 2 block averages to zero, so S at 32 px is unchanged
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    changed = s + 0.05 * (((yy + xx) % 2) * 2 - 1)
+    assert model.vit.patch_embedding.n_patches == 4  # the ViT's grid at 32 px, patch 16
+    with torch.no_grad():
+        assert torch.allclose(model.encode_image(s), model.encode_image(changed), atol=1e-5)
+        assert not torch.allclose(model(s, f, c), model(changed, f, c), atol=1e-4)  # the residuals see it
+        coarse = CASIQA("vit_s16", img_size=32, **TINY).eval()  # residuals compared at 32 px do not
+        down = torch.nn.functional.avg_pool2d
+        assert torch.allclose(coarse(down(s, 2), down(f, 2), down(c, 2)), coarse(down(changed, 2), down(f, 2), down(c, 2)), atol=1e-5)
+        regressor = ViTRegressor("vit_s16", img_size=64, encoder_size=32, **TINY).eval()
+        assert regressor(s).shape == (2, 3) and torch.allclose(regressor(s), regressor(changed), atol=1e-5)
+    with pytest.raises(ValueError, match="encoder_size 48 must divide img_size 64"):
+        CASIQA("vit_s16", img_size=64, encoder_size=48, **TINY)
+
+
 def test_metrics_are_prompts_new_prompts_need_no_code():
     model = CASIQA("vit_s16", img_size=32, **TINY)
     x = torch.rand(2, 1, 32, 32)

@@ -75,7 +75,7 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
     mismatch = benchmark_mismatch(steps.path("benchmark"), benchmark_settings(cfg["cases"], cfg["size"])) if os.path.isfile(scores_csv) else ""
     if mismatch:
         raise SystemExit(f"{out} holds another benchmark than the one asked for, and models trained on it: {mismatch}; pass the settings it was made with to reuse it, or another --out")
-    default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"])
+    default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"], workers=os.cpu_count() or 1)
     baselines_file = steps.path("baselines.json")
     if not os.path.exists(baselines_file):
         t = time.time()

@@ -103,8 +103,10 @@ def test_benchmark_files_and_csv_round_trip(tmp_path):
     r = rows[0]
     assert r["aux_fluoro"].endswith(f"{r['case']}_aux_fluoro.png") and r["aux_reference"].endswith("_aux_reference.png")
     assert 1 <= r["guidewire_mos"] <= 5 and sum(r["branch_distribution"]) == pytest.approx(1.0, abs=0.02)
-    again = write_quality_benchmark(str(tmp_path / "again"), n=6, size=64, seed=3, progress=False)
-    assert open(path).read() == open(again).read()  # deterministic by seed
+    again = write_quality_benchmark(str(tmp_path / "again"), n=6, size=64, seed=3, progress=False, workers=2)
+    assert open(path).read() == open(again).read()  # deterministic by seed, whatever the workers
+    for name in ("q00000.png", "q00005_aux_fluoro.png", "q00003_aux_reference.png"):
+        assert (tmp_path / "images" / name).read_bytes() == (tmp_path / "again" / "images" / name).read_bytes()
 
 
 def test_cached_benchmark_is_regenerated_when_made_otherwise(tmp_path):

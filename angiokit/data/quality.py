@@ -364,38 +364,67 @@ def benchmark_mismatch(root: str, settings: dict) -> str:
     return f"{path}: " + ", ".join(differ) if differ else ""
 
 
-def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int = 0, raters: int = 5, val_fraction: float = 0.15, test_fraction: float = 0.25, progress: bool = True) -> str:
+def _write_case(args) -> dict:
+    """Render and write case ``index`` of a benchmark; its scores.csv row (split not set)."""
+    import json
+
+    from .synthetic.export import sample_seed
+    from .writers import to_uint, write_png
+
+    out, index, cfg, seed, biases = args
+    case = f"q{index:05d}"
+    result = make_case(cfg, sample_seed(seed, index), biases)
+    paths = {}
+    for key, suffix in (("synthetic", ""), ("fluoro", "_aux_fluoro"), ("contrast", "_aux_reference")):
+        paths[key] = os.path.join("images", f"{case}{suffix}.png")
+        write_png(os.path.join(out, paths[key]), to_uint(result["images"][key], 8))
+    row = {"case": case, "split": "", "synthetic": paths["synthetic"], "aux_fluoro": paths["fluoro"], "aux_reference": paths["contrast"]}
+    for metric in METRICS:
+        r = result["ratings"][metric]
+        row[f"{metric}_mos"], row[f"{metric}_std"] = f"{r['mos']:.2f}", f"{r['std']:.3f}"
+        row[f"{metric}_distribution"] = ";".join(f"{p:.2f}" for p in r["distribution"])
+        row[f"{metric}_severity"] = f"{result['severities'][metric]:.3f}"
+    row["failure"] = json.dumps(result["failure"])
+    return row
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one case per process: the workers share the cores
+
+
+def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int = 0, raters: int = 5, val_fraction: float = 0.15, test_fraction: float = 0.25, progress: bool = True, workers: int = 1) -> str:
     """Write ``n`` cases: images/<case>.png (S), images/<case>_aux_fluoro.png (F),
     images/<case>_aux_reference.png (C) - the naming rule MONAI Label's quality task uses -
     scores.csv (one row per case; columns of ``read_scores_csv`` plus the failures) and
-    benchmark.json (``benchmark_settings``, written last: a cache is only reused once whole)."""
+    benchmark.json (``benchmark_settings``, written last: a cache is only reused once whole).
+    Cases are seeded by their index, so ``workers`` processes write the same files as one."""
     import json
+    import multiprocessing as mp
 
     from tqdm import tqdm
 
     from .datalist import assign_splits
-    from .synthetic.export import sample_seed
-    from .writers import atomic_path, to_uint, write_csv, write_png
+    from .writers import atomic_path, write_csv
 
     cfg = quality_config(size)
     biases = np.random.default_rng(seed).normal(0.0, 0.3, raters)  # the same rater panel for all cases
-    cases = [f"q{i:05d}" for i in range(n)]
-    splits = assign_splits(cases, val_fraction, test_fraction, seed)
+    jobs = [(out, i, cfg, seed, biases) for i in range(n)]
+    splits = assign_splits([f"q{i:05d}" for i in range(n)], val_fraction, test_fraction, seed)
     rows = []
-    for i, case in enumerate(tqdm(cases, desc="quality benchmark", disable=not progress)):
-        result = make_case(cfg, sample_seed(seed, i), biases)
-        paths = {}
-        for key, suffix in (("synthetic", ""), ("fluoro", "_aux_fluoro"), ("contrast", "_aux_reference")):
-            paths[key] = os.path.join("images", f"{case}{suffix}.png")
-            write_png(os.path.join(out, paths[key]), to_uint(result["images"][key], 8))
-        row = {"case": case, "split": splits[case], "synthetic": paths["synthetic"], "aux_fluoro": paths["fluoro"], "aux_reference": paths["contrast"]}
-        for metric in METRICS:
-            r = result["ratings"][metric]
-            row[f"{metric}_mos"], row[f"{metric}_std"] = f"{r['mos']:.2f}", f"{r['std']:.3f}"
-            row[f"{metric}_distribution"] = ";".join(f"{p:.2f}" for p in r["distribution"])
-            row[f"{metric}_severity"] = f"{result['severities'][metric]:.3f}"
-        row["failure"] = json.dumps(result["failure"])
-        rows.append(row)
+    with tqdm(total=n, desc="quality benchmark", disable=not progress) as bar:
+        if workers > 1:
+            with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+                for row in pool.imap(_write_case, jobs, chunksize=4):
+                    rows.append(row)
+                    bar.update(1)
+        else:
+            for job in jobs:
+                rows.append(_write_case(job))
+                bar.update(1)
+    for row in rows:
+        row["split"] = splits[row["case"]]
     path = write_csv(os.path.join(out, "scores.csv"), rows)
     with atomic_path(os.path.join(out, "benchmark.json")) as tmp:
         with open(tmp, "w") as f:

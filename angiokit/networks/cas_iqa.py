@@ -262,7 +262,6 @@ class CASIQA(nn.Module):
         img_size: int = 224,
         patch_size: int = 16,
         prompts: Optional[Dict[str, str]] = None,
-        encoder_size: Optional[int] = None,
         auxiliary: Sequence[str] = AUX_PATHS,
         fusion: str = "must",
         pretrained_encoder: Optional[str] = None,
@@ -270,6 +269,7 @@ class CASIQA(nn.Module):
         text_layers: int = 2,
         dropout: float = 0.0,
         aux_dropout: float = 0.0,
+        encoder_size: Optional[int] = None,
         **overrides,
     ):
         super().__init__()

@@ -33,6 +33,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, shift
 
 from .errors import AngioDataError, read_json
+from .parallel import map_cases
 from .synthetic import AngiogramScene, SynthConfig
 from .synthetic.tube_raster import Tube, rasterize_tubes
 
@@ -388,12 +389,6 @@ def _write_case(args) -> dict:
     return row
 
 
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one case per process: the workers share the cores
-
-
 def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int = 0, raters: int = 5, val_fraction: float = 0.15, test_fraction: float = 0.25, progress: bool = True, workers: int = 1) -> str:
     """Write ``n`` cases: images/<case>.png (S), images/<case>_aux_fluoro.png (F),
     images/<case>_aux_reference.png (C) - the naming rule MONAI Label's quality task uses -
@@ -401,9 +396,6 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
     benchmark.json (``benchmark_settings``, written last: a cache is only reused once whole).
     Cases are seeded by their index, so ``workers`` processes write the same files as one."""
     import json
-    import multiprocessing as mp
-
-    from tqdm import tqdm
 
     from .datalist import assign_splits
     from .writers import atomic_path, write_csv
@@ -412,17 +404,7 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
     biases = np.random.default_rng(seed).normal(0.0, 0.3, raters)  # the same rater panel for all cases
     jobs = [(out, i, cfg, seed, biases) for i in range(n)]
     splits = assign_splits([f"q{i:05d}" for i in range(n)], val_fraction, test_fraction, seed)
-    rows = []
-    with tqdm(total=n, desc="quality benchmark", disable=not progress) as bar:
-        if workers > 1:
-            with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-                for row in pool.imap(_write_case, jobs, chunksize=4):
-                    rows.append(row)
-                    bar.update(1)
-        else:
-            for job in jobs:
-                rows.append(_write_case(job))
-                bar.update(1)
+    rows = map_cases(_write_case, jobs, workers, desc="quality benchmark", progress=progress, chunksize=4)
     for row in rows:
         row["split"] = splits[row["case"]]
     path = write_csv(os.path.join(out, "scores.csv"), rows)

@@ -12,7 +12,6 @@ DICOM images get NIfTI masks ([T] frames in the (H, W, 1, T) layout of ``writers
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 from dataclasses import asdict
 from typing import List, Optional
@@ -20,6 +19,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..datalist import build_datalist, write_datalist
+from ..parallel import map_cases
 from ..writers import atomic_path, to_uint, write_dicom_xa, write_mask_png, write_nifti, write_png
 from .config import SynthConfig
 from .engine import synthesize
@@ -87,19 +87,8 @@ def write_synthetic_dataset(
     # DICOM XA detectors store 12 bits; 16-bit PNG / NIfTI use the full 16-bit range
     stored_bits = 12 if (fmt == "dicom" and bits == 16) else bits
     jobs = [(out, i, cfg, seed, fmt, stored_bits) for i in range(n)]
-    from tqdm import tqdm
-
-    items: List[dict] = []
-    with tqdm(total=n, desc=f"synthesising {n} {fmt} samples", unit="sample", disable=not progress) as bar:
-        if workers > 1:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for result in pool.imap(_write_sample, jobs, chunksize=2):
-                    items.extend(result)
-                    bar.update(1)
-        else:
-            for job in jobs:
-                items.extend(_write_sample(job))
-                bar.update(1)
+    results = map_cases(_write_sample, jobs, workers, desc=f"synthesising {n} {fmt} samples", unit="sample", progress=progress)
+    items: List[dict] = [item for result in results for item in result]
     datalist = build_datalist(items, out, val_fraction, test_fraction, seed, path_keys=("image",) + tuple(MASKS))
     with atomic_path(os.path.join(out, "synth_config.json")) as tmp:
         with open(tmp, "w") as f:

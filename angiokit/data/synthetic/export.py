@@ -35,9 +35,6 @@ def sample_seed(seed: int, index: int) -> int:
 
 def _write_sample(args) -> List[dict]:
     out, index, cfg, seed, fmt, bits = args
-    import torch
-
-    torch.set_num_threads(1)
     case = f"synth_{index:05d}"
     sample = synthesize(cfg, sample_seed(seed, index))
     pixels = to_uint(sample.image, bits)

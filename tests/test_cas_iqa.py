@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,21 @@ def test_benchmark_files_and_csv_round_trip(tmp_path):
     assert open(path).read() == open(again).read()  # deterministic by seed, whatever the workers
     for name in ("q00000.png", "q00005_aux_fluoro.png", "q00003_aux_reference.png"):
         assert (tmp_path / "images" / name).read_bytes() == (tmp_path / "again" / "images" / name).read_bytes()
+
+
+def test_growing_a_benchmark_renders_only_the_new_cases(tmp_path):
+    grown, fresh = tmp_path / "grown", tmp_path / "fresh"
+    write_quality_benchmark(str(grown), n=3, size=64, seed=2, progress=False)
+    first = grown / "images" / "q00001.png"
+    os.utime(first, ns=(1, 1))  # a mark a rewrite would erase
+    path = write_quality_benchmark(str(grown), n=5, size=64, seed=2, progress=False)
+    assert first.stat().st_mtime_ns == 1  # case 1 was kept, not rendered again
+    # the same files as a benchmark of five written at once
+    assert open(path).read() == open(write_quality_benchmark(str(fresh), n=5, size=64, seed=2, progress=False)).read()
+    assert (grown / "images" / "q00004_aux_fluoro.png").read_bytes() == (fresh / "images" / "q00004_aux_fluoro.png").read_bytes()
+    # another seed holds other cases: nothing is kept
+    write_quality_benchmark(str(grown), n=5, size=64, seed=4, progress=False)
+    assert first.stat().st_mtime_ns != 1
 
 
 def test_cached_benchmark_is_regenerated_when_made_otherwise(tmp_path):

@@ -401,14 +401,35 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
     from .writers import atomic_path, write_csv
 
     cfg = quality_config(size)
+    settings = benchmark_settings(n, size, seed, raters, val_fraction, test_fraction)
+    kept = _reusable_rows(out, settings)
     biases = np.random.default_rng(seed).normal(0.0, 0.3, raters)  # the same rater panel for all cases
-    jobs = [(out, i, cfg, seed, biases) for i in range(n)]
+    jobs = [(out, i, cfg, seed, biases) for i in range(n) if f"q{i:05d}" not in kept]
     splits = assign_splits([f"q{i:05d}" for i in range(n)], val_fraction, test_fraction, seed)
-    rows = map_cases(_write_case, jobs, workers, desc="quality benchmark", progress=progress, chunksize=4)
+    written = {row["case"]: row for row in map_cases(_write_case, jobs, workers, desc="quality benchmark", progress=progress, chunksize=4)}
+    rows = [kept.get(f"q{i:05d}") or written[f"q{i:05d}"] for i in range(n)]
     for row in rows:
         row["split"] = splits[row["case"]]
     path = write_csv(os.path.join(out, "scores.csv"), rows)
     with atomic_path(os.path.join(out, "benchmark.json")) as tmp:
         with open(tmp, "w") as f:
-            json.dump(benchmark_settings(n, size, seed, raters, val_fraction, test_fraction), f, indent=2)
+            json.dump(settings, f, indent=2)
     return path
+
+
+def _reusable_rows(out: str, settings: dict) -> Dict[str, dict]:
+    """case -> scores.csv row of the cases a whole benchmark already in ``out`` holds, when it was
+    made with ``settings`` but another number of cases (cases are seeded by their index, so case
+    i is the same in both), and their three images are there; {} otherwise. Growing a benchmark
+    renders only the new cases."""
+    import csv
+
+    recorded, scores = os.path.join(out, "benchmark.json"), os.path.join(out, "scores.csv")
+    if not (os.path.isfile(recorded) and os.path.isfile(scores)):
+        return {}
+    found = read_json(recorded, "benchmark settings")
+    if any(found.get(k) != v for k, v in settings.items() if k != "cases"):
+        return {}
+    with open(scores, newline="") as f:
+        rows = {row["case"]: row for row in csv.DictReader(f)}
+    return {case: row for case, row in rows.items() if all(os.path.isfile(os.path.join(out, row[k])) for k in ("synthetic", "aux_fluoro", "aux_reference"))}

@@ -268,6 +268,8 @@ def visible_severities(damage: Dict[str, float], failure: Failure) -> Dict[str, 
 # ---- CSV of scored synthetic angiograms (ours and imported) ------------------------------------------
 
 CSV_COLUMNS = ["case", "split", "synthetic", "aux_fluoro", "aux_reference"] + [f"{m}_{k}" for m in METRICS for k in ("mos", "std", "distribution")]
+# the synthetic benchmark's scores.csv: those, each metric's severity, and the failure drawn
+BENCHMARK_COLUMNS = CSV_COLUMNS[:5] + [f"{m}_{k}" for m in METRICS for k in ("mos", "std", "distribution", "severity")] + ["failure"]
 
 
 def read_scores_csv(path: str) -> List[dict]:
@@ -431,5 +433,8 @@ def _reusable_rows(out: str, settings: dict) -> Dict[str, dict]:
     if any(found.get(k) != v for k, v in settings.items() if k != "cases"):
         return {}
     with open(scores, newline="") as f:
-        rows = {row["case"]: row for row in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        rows = {row["case"]: row for row in reader}
+    if reader.fieldnames != BENCHMARK_COLUMNS:  # written by another version of the writer
+        return {}
     return {case: row for case, row in rows.items() if all(os.path.isfile(os.path.join(out, row[k])) for k in ("synthetic", "aux_fluoro", "aux_reference"))}

@@ -70,8 +70,9 @@ def rows_to_items(rows: List[dict], metrics: Sequence[str] = METRICS) -> List[di
 def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0, workers: int = 1) -> str:
     """``root``/scores.csv of the synthetic benchmark, generated on first use and again when the
     cached one was made otherwise (another number of cases, image size, seed or label rule:
-    ``benchmark_mismatch``; cases are seeded per index, so a count change rewrites the ones it
-    had unchanged, and a label rule change alters only the labels); ``workers`` processes render it."""
+    ``benchmark_mismatch``; cases are seeded per index, so a count change keeps the cases it had
+    and renders only new ones, and a label rule change alters only the labels); ``workers``
+    processes render it."""
     path = os.path.join(root, "scores.csv")
     if not os.path.isfile(path) or benchmark_mismatch(root, benchmark_settings(n, size, seed)):
         write_quality_benchmark(root, n=n, size=size, seed=seed, workers=workers)

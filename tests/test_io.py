@@ -157,7 +157,6 @@ def test_max_contrast_frame_follows_real_wash_in():
 
 
 def _ct_dicom(path, with_pixels=True):
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

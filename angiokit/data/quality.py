@@ -434,7 +434,7 @@ def _reusable_rows(out: str, settings: dict) -> Dict[str, dict]:
         return {}
     with open(scores, newline="") as f:
         reader = csv.DictReader(f)
+        if reader.fieldnames != BENCHMARK_COLUMNS:  # written by another version of the writer
+            return {}
         rows = {row["case"]: row for row in reader}
-    if reader.fieldnames != BENCHMARK_COLUMNS:  # written by another version of the writer
-        return {}
     return {case: row for case, row in rows.items() if all(os.path.isfile(os.path.join(out, row[k])) for k in ("synthetic", "aux_fluoro", "aux_reference"))}

@@ -367,6 +367,10 @@ def benchmark_mismatch(root: str, settings: dict) -> str:
     return f"{path}: " + ", ".join(differ) if differ else ""
 
 
+def _case_name(index: int) -> str:
+    return f"q{index:05d}"
+
+
 def _write_case(args) -> dict:
     """Render and write case ``index`` of a benchmark; its scores.csv row (split not set)."""
     import json
@@ -375,7 +379,7 @@ def _write_case(args) -> dict:
     from .writers import to_uint, write_png
 
     out, index, cfg, seed, biases = args
-    case = f"q{index:05d}"
+    case = _case_name(index)
     result = make_case(cfg, sample_seed(seed, index), biases)
     paths = {}
     for key, suffix in (("synthetic", ""), ("fluoro", "_aux_fluoro"), ("contrast", "_aux_reference")):
@@ -406,10 +410,11 @@ def write_quality_benchmark(out: str, n: int = 300, size: int = 256, seed: int =
     settings = benchmark_settings(n, size, seed, raters, val_fraction, test_fraction)
     kept = _reusable_rows(out, settings)
     biases = np.random.default_rng(seed).normal(0.0, 0.3, raters)  # the same rater panel for all cases
-    jobs = [(out, i, cfg, seed, biases) for i in range(n) if f"q{i:05d}" not in kept]
-    splits = assign_splits([f"q{i:05d}" for i in range(n)], val_fraction, test_fraction, seed)
+    cases = [_case_name(i) for i in range(n)]
+    jobs = [(out, i, cfg, seed, biases) for i, case in enumerate(cases) if case not in kept]
+    splits = assign_splits(cases, val_fraction, test_fraction, seed)
     written = {row["case"]: row for row in map_cases(_write_case, jobs, workers, desc="quality benchmark", progress=progress, chunksize=4)}
-    rows = [kept.get(f"q{i:05d}") or written[f"q{i:05d}"] for i in range(n)]
+    rows = [kept.get(case) or written[case] for case in cases]
     for row in rows:
         row["split"] = splits[row["case"]]
     path = write_csv(os.path.join(out, "scores.csv"), rows)
@@ -426,11 +431,10 @@ def _reusable_rows(out: str, settings: dict) -> Dict[str, dict]:
     renders only the new cases."""
     import csv
 
-    recorded, scores = os.path.join(out, "benchmark.json"), os.path.join(out, "scores.csv")
-    if not (os.path.isfile(recorded) and os.path.isfile(scores)):
+    scores = os.path.join(out, "scores.csv")
+    if not os.path.isfile(scores):
         return {}
-    found = read_json(recorded, "benchmark settings")
-    if any(found.get(k) != v for k, v in settings.items() if k != "cases"):
+    if benchmark_mismatch(out, {k: v for k, v in settings.items() if k != "cases"}):
         return {}
     with open(scores, newline="") as f:
         reader = csv.DictReader(f)

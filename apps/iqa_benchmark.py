@@ -17,6 +17,7 @@ Steps (skipped once finished, so an interrupted run resumes):
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -54,6 +55,25 @@ def classical_baselines(scores_csv: str, split: str = "test") -> Dict[str, Dict]
         v = np.asarray(v)
         out[name] = {kind: {m: correlation(kind, v, np.array([r[f"{m}_mos"] for r in rows])) for m in METRICS} for kind in ("srcc", "plcc")}
     return out
+
+
+CEILINGS = {"severity itself, ties kept (the ceiling)": None, "severity read exactly, never tied": 0.0}
+
+
+def severity_ceilings(scores_csv: str, split: str = "test") -> Dict[str, Dict[str, float]]:
+    """SRCC with the MOS of the benchmark's own severities on ``split``: as they are (their ties
+    kept) and as a scorer that reads them exactly but, like a learned one, never ties
+    (``severity_ceiling``)."""
+    from angiokit.data.quality import METRICS
+    from angiokit.metrics.correlation import severity_ceiling
+
+    with open(scores_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+
+    def column(name: str) -> np.ndarray:
+        return np.array([float(r[name]) for r in rows])
+
+    return {label: {m: severity_ceiling(column(f"{m}_severity"), column(f"{m}_mos"), unseen) for m in METRICS} for label, unseen in CEILINGS.items()}
 
 
 def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, encoder_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = "", models: str = ",".join(MODELS)):
@@ -109,11 +129,14 @@ def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: in
         lines.append(f"| {name} | " + " | ".join(f"{r['srcc'][m]:.3f} | {r['plcc'][m]:.3f}" for m in METRICS) + " |")
     for key, r in learned.items():
         lines.append(f"| {MODELS[key][0]} | " + " | ".join(f"{r['srcc'][m]:.3f} | {r['plcc'][m]:.3f}" for m in METRICS) + " |")
+    ceilings = severity_ceilings(scores_csv)
+    for label, r in ceilings.items():
+        lines.append(f"| *{label}* | " + " | ".join(f"*{r[m]:.3f}* | " for m in METRICS) + " |")
     text = "\n".join(lines) + "\n"
     with atomic_path(steps.path("results.md")) as tmp:
         open(tmp, "w").write(text)
     with atomic_path(steps.path("results.json")) as tmp:
-        json.dump({"settings": cfg, "baselines": baselines, "learned": learned, "timings_s": steps.timings}, open(tmp, "w"), indent=2)
+        json.dump({"settings": cfg, "baselines": baselines, "learned": learned, "severity_ceilings": ceilings, "timings_s": steps.timings}, open(tmp, "w"), indent=2)
     print(text)
 
 

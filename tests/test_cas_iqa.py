@@ -233,6 +233,35 @@ def test_plcc_loss_bounded_for_near_constant_scores():
     assert plcc_loss(spread, target).item() == pytest.approx(1.0 - float(np.mean(r)), abs=1e-5)
 
 
+def test_correlation_intervals_hold_the_estimate_and_narrow_with_more_cases():
+    from angiokit.metrics.correlation import correlation, correlation_interval
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=2000)
+    pred = truth + rng.normal(size=2000)
+    widths = []
+    for n in (100, 2000):
+        low, high = correlation_interval("srcc", pred[:n], truth[:n], resamples=300)
+        assert low < correlation("srcc", pred[:n], truth[:n]) < high
+        widths.append(high - low)
+    assert widths[1] < 0.5 * widths[0]  # the width falls as 1 / sqrt(n)
+    assert correlation_interval("krcc", pred[:100], truth[:100], resamples=300, seed=3) == correlation_interval("krcc", pred[:100], truth[:100], resamples=300, seed=3)
+    assert all(np.isnan(correlation_interval("plcc", pred[:2], truth[:2])))
+
+
+def test_severity_ceiling_without_ties_is_lower_and_falls_with_what_is_unseen():
+    from angiokit.metrics.correlation import correlation, severity_ceiling
+
+    rng = np.random.default_rng(0)
+    severity = np.where(rng.random(900) < 1 / 3, 0.0, rng.random(900))  # a third intact, as the wires
+    mos = np.clip(5 - 4 * severity + 0.3 * rng.normal(size=900), 1, 5)
+    tied = severity_ceiling(severity, mos)
+    assert tied == pytest.approx(correlation("srcc", -severity, mos))
+    untied = [severity_ceiling(severity, mos, unseen_below=t, repeats=20) for t in (0.0, 0.05, 0.2)]
+    assert tied > untied[0] > untied[1] > untied[2]  # the intact cases' MOS is noise; ties hide it
+    assert severity_ceiling(severity, mos, 0.05, repeats=5, seed=1) == severity_ceiling(severity, mos, 0.05, repeats=5, seed=1)
+
+
 def test_ablations_and_losses():
     x = torch.rand(4, 1, 32, 32)
     target = torch.cat([torch.softmax(torch.randn(4, 3, 5), -1), torch.rand(4, 3, 1) * 4 + 1], -1)

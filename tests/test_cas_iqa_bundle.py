@@ -66,8 +66,10 @@ def test_evaluate_reports_correlations_and_scatter(trained):
     out = trained / "evaluation"
     _run(["train", "evaluate"], "train", trained, output_dir=str(out), num_workers=0, synthetic_cases=16, benchmark_size=64, **NET)
     result = json.load(open(out / "correlations.json"))
-    assert set(result) == {"n", "srcc", "plcc", "krcc"} and result["n"] >= 1
+    assert set(result) == {"n", "srcc", "plcc", "krcc", "confidence_interval"} and result["n"] >= 1
     assert set(result["srcc"]) == {"guidewire", "branch", "artifact", "mean"}
+    interval = result["confidence_interval"]
+    assert interval["resamples"] == 1000 and set(interval["krcc"]) == {"guidewire", "branch", "artifact"}
     assert (out / "scatter.png").exists() and (out / "predictions.csv").read_text().startswith("case,guidewire_pred")
 
 

@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 
 from ..data.quality import LEVELS, METRICS
 from ..data.writers import atomic_path, write_csv
-from ..metrics.correlation import KINDS, correlation, predicted_scores
+from ..metrics.correlation import KINDS, correlation, correlation_interval, predicted_scores
 
 
 def _probabilities(pred: torch.Tensor):
@@ -22,11 +22,12 @@ def _probabilities(pred: torch.Tensor):
 
 class IQAReportWriter:
     """After an evaluation run: ``predictions.csv`` (case, predicted score and MOS per metric),
-    ``correlations.json`` (SRCC / PLCC / KRCC per metric and their mean) and
+    ``correlations.json`` (SRCC / PLCC / KRCC per metric and their mean, and per metric the 95 %
+    case-bootstrap interval of each, ``confidence_interval``; ``resamples`` 0 leaves it out) and
     ``scatter.png`` (predicted vs MOS, one panel per metric)."""
 
-    def __init__(self, output_dir: str, metrics: Sequence[str] = METRICS, title: str = "CAS-IQA"):
-        self.output_dir, self.metrics, self.title = output_dir, list(metrics), title
+    def __init__(self, output_dir: str, metrics: Sequence[str] = METRICS, title: str = "CAS-IQA", resamples: int = 1000):
+        self.output_dir, self.metrics, self.title, self.resamples = output_dir, list(metrics), title, int(resamples)
         self.rows: List[dict] = []
 
     def attach(self, engine: Engine) -> None:
@@ -42,11 +43,19 @@ class IQAReportWriter:
         for case, s, m in zip(cases, scores, mos):
             self.rows.append({"case": case, **{f"{k}_pred": float(v) for k, v in zip(self.metrics, s)}, **{f"{k}_mos": float(v) for k, v in zip(self.metrics, m)}})
 
+    def _columns(self, m: str):
+        return np.array([r[f"{m}_pred"] for r in self.rows]), np.array([r[f"{m}_mos"] for r in self.rows])
+
     def correlations(self) -> dict:
         result = {}
         for kind in KINDS:
-            per = {m: correlation(kind, np.array([r[f"{m}_pred"] for r in self.rows]), np.array([r[f"{m}_mos"] for r in self.rows])) for m in self.metrics}
+            per = {m: correlation(kind, *self._columns(m)) for m in self.metrics}
             result[kind] = {**per, "mean": float(np.mean(list(per.values())))}
+        if self.resamples > 0:
+            interval = {"level": 0.95, "resamples": self.resamples}
+            for kind in KINDS:
+                interval[kind] = {m: list(correlation_interval(kind, *self._columns(m), resamples=self.resamples)) for m in self.metrics}
+            result["confidence_interval"] = interval
         return result
 
     def write(self, engine: Engine) -> dict:
@@ -68,7 +77,10 @@ class IQAReportWriter:
         for ax, m in zip(np.atleast_1d(axes), self.metrics):
             ax.scatter([r[f"{m}_mos"] for r in self.rows], [r[f"{m}_pred"] for r in self.rows], s=8, alpha=0.6)
             ax.plot([1, 5], [1, 5], "k--", lw=0.8)
-            ax.set(xlim=(0.8, 5.2), ylim=(0.8, 5.2), xlabel="MOS (raters)", ylabel="predicted", title=f"{m}: SRCC {result['srcc'][m]:.3f}")
+            low, high = result.get("confidence_interval", {}).get("srcc", {}).get(m, (None, None))
+            interval = f" [{low:.3f}, {high:.3f}]" if low is not None and np.isfinite(low) else ""
+            ax.set(xlim=(0.8, 5.2), ylim=(0.8, 5.2), xlabel="MOS (raters)", ylabel="predicted")
+            ax.set_title(f"{m}: SRCC {result['srcc'][m]:.3f}{interval}", fontsize=9)
         fig.suptitle(self.title, fontsize=9)
         fig.tight_layout()
         path = os.path.join(self.output_dir, "scatter.png")

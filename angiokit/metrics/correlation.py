@@ -49,20 +49,22 @@ def severity_ceiling(severity: np.ndarray, mos: np.ndarray, unseen_below: Option
     """The SRCC with the MOS of a scorer that knows the benchmark's severities (proxy labels).
 
     ``unseen_below`` None: the severities themselves, their ties kept (the usual ceiling; a third of
-    the guidewires are intact, and the MOS of those tied cases is rater noise). A number: a scorer
-    that reads every severity above it exactly but cannot tell the cases at or below it apart, and,
-    like any learned regressor, never ties: it orders them at random above the rest (mean over
-    ``repeats`` orders, deterministic by ``seed``)."""
+    the guidewires are intact and a sixth wholly lost, and the MOS within such a tie is rater
+    noise). A number: a scorer that reads every severity above it exactly but cannot tell the
+    cases at or below it apart (it puts them above the rest) and, like any learned regressor,
+    never ties: tied cases in random order (mean over ``repeats`` orders, deterministic by
+    ``seed``)."""
     severity, mos = np.asarray(severity, dtype=float), np.asarray(mos, dtype=float)
     if unseen_below is None:
         return correlation("srcc", -severity, mos)
-    unseen = severity <= unseen_below
+    read = np.where(severity <= unseen_below, -1.0, severity)  # the unseen: one level, above all
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(int(repeats)):
-        score = -severity.copy()
-        score[unseen] = rng.random(int(unseen.sum()))  # above every seen loss (those score < 0)
-        values.append(correlation("srcc", score, mos))
+        order = np.lexsort((rng.random(len(read)), -read))  # by the read severity, ties at random
+        rank = np.empty(len(read))
+        rank[order] = np.arange(len(read))
+        values.append(correlation("srcc", rank, mos))
     return float(np.mean(values))
 
 

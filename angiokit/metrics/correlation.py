@@ -2,8 +2,9 @@
 
 Buffers (predicted score, MOS) per image and metric over the epoch; ``aggregate`` returns the
 SRCC, PLCC or KRCC (scipy.stats) of one metric, or their mean over the metrics.
-``correlation_interval`` gives a case-bootstrap confidence interval for a reported correlation: on a
-few hundred test images the SRCC moves by about 0.01, as much as the steps between models.
+``correlation_interval`` gives a case-bootstrap confidence interval for a reported correlation (on
+779 synthetic test cases the guidewire SRCC's 95 % interval is about +- 0.02, wider than most steps
+between models); ``severity_ceiling`` what a benchmark's proxy labels allow a scorer.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ Steps (skipped once finished, so an interrupted run resumes):
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -64,14 +63,13 @@ def severity_ceilings(scores_csv: str, split: str = "test") -> Dict[str, Dict[st
     """SRCC with the MOS of the benchmark's own severities on ``split``: as they are (their ties
     kept) and as a scorer that reads them exactly but, like a learned one, never ties
     (``severity_ceiling``)."""
-    from angiokit.data.quality import METRICS
+    from angiokit.data.quality import METRICS, read_benchmark_labels
     from angiokit.metrics.correlation import severity_ceiling
 
-    with open(scores_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+    rows = read_benchmark_labels(scores_csv, split)
 
     def column(name: str) -> np.ndarray:
-        return np.array([float(r[name]) for r in rows])
+        return np.array([r[name] for r in rows])
 
     return {label: {m: severity_ceiling(column(f"{m}_severity"), column(f"{m}_mos"), unseen) for m in METRICS} for label, unseen in CEILINGS.items()}
 

@@ -25,18 +25,19 @@ def ceiling_curve(scores_csv: str, predictions: str, metric: str = "guidewire", 
     """Severity, MOS and prediction of the cases of ``predictions`` (``split`` rows of
     ``scores_csv``) -> the ceilings and the model's SRCC with its interval."""
     from angiokit.data.errors import AngioDataError
+    from angiokit.data.quality import read_benchmark_labels
     from angiokit.metrics.correlation import correlation, correlation_interval, severity_ceiling
 
     with open(predictions, newline="") as f:
-        predicted = {r["case"]: float(r[f"{metric}_pred"]) for r in csv.DictReader(f)}
-    with open(scores_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == split and r["case"] in predicted]
+        reader = csv.DictReader(f)
+        if f"{metric}_pred" not in (reader.fieldnames or []):
+            raise AngioDataError(predictions, f"no '{metric}_pred' column: expected the predictions.csv of the bundle's evaluation")
+        predicted = {r["case"]: float(r[f"{metric}_pred"]) for r in reader}
+    rows = [r for r in read_benchmark_labels(scores_csv, split) if r["case"] in predicted]
     if len(rows) < 3:
         raise AngioDataError(predictions, f"fewer than 3 of its cases are in the {split} split of {scores_csv}")
-    if f"{metric}_severity" not in rows[0]:
-        raise AngioDataError(scores_csv, f"no '{metric}_severity' column: expected the synthetic benchmark's scores.csv")
-    severity = np.array([float(r[f"{metric}_severity"]) for r in rows])
-    mos = np.array([float(r[f"{metric}_mos"]) for r in rows])
+    severity = np.array([r[f"{metric}_severity"] for r in rows])
+    mos = np.array([r[f"{metric}_mos"] for r in rows])
     pred = np.array([predicted[r["case"]] for r in rows])
     return {
         "n": len(rows),
@@ -72,7 +73,7 @@ def main(scores_csv: str, predictions: str, out: str, metric: str = "guidewire",
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    print({k: v for k, v in c.items()})
+    print(c)
     return out
 
 

@@ -58,8 +58,8 @@ def test_iqa_ceiling_draws_what_the_labels_allow_and_names_a_csv_without_severit
     scores, predictions = tmp_path / "scores.csv", tmp_path / "predictions.csv"
     with open(scores, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["case", "split", "guidewire_mos", "guidewire_severity"])
-        w.writerows([f"q{i}", "test" if i % 4 else "training", m, s] for i, (m, s) in enumerate(zip(mos, severity)))
+        w.writerow(["case", "split"] + [f"{metric}_{k}" for metric in ("guidewire", "branch", "artifact") for k in ("mos", "severity")])
+        w.writerows([f"q{i}", "test" if i % 4 else "training"] + [m, s] * 3 for i, (m, s) in enumerate(zip(mos, severity)))
     with open(predictions, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case", "guidewire_pred"])
@@ -74,5 +74,7 @@ def test_iqa_ceiling_draws_what_the_labels_allow_and_names_a_csv_without_severit
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(scores, "w", newline="") as f:
         f.write("case,split,guidewire_mos\nq1,test,4\nq2,test,3\nq3,test,2\n")
-    with pytest.raises(AngioDataError, match="scores.csv: no 'guidewire_severity' column"):
+    with pytest.raises(AngioDataError, match=r"scores.csv: no \['guidewire_severity'.*columns"):
         ceiling_curve(str(scores), str(predictions))
+    with pytest.raises(AngioDataError, match="predictions.csv: no 'branch_pred' column"):
+        ceiling_curve(str(scores), str(predictions), metric="branch")

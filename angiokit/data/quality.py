@@ -272,6 +272,21 @@ CSV_COLUMNS = ["case", "split", "synthetic", "aux_fluoro", "aux_reference"] + [f
 BENCHMARK_COLUMNS = CSV_COLUMNS[:5] + [f"{m}_{k}" for m in METRICS for k in ("mos", "std", "distribution", "severity")] + ["failure"]
 
 
+def read_benchmark_labels(path: str, split: str = "test") -> List[dict]:
+    """The ``split`` rows of a synthetic benchmark's scores.csv as {"case", "<metric>_mos",
+    "<metric>_severity"} (floats): what its labels were made from, for ceilings and analyses
+    (``read_scores_csv`` keeps only what training needs)."""
+    if not os.path.isfile(path):
+        raise AngioDataError(path, "scores CSV not found")
+    wanted = [f"{m}_{k}" for m in METRICS for k in ("mos", "severity")]
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ["case", "split"] + wanted if c not in (reader.fieldnames or [])]
+        if missing:
+            raise AngioDataError(path, f"no {missing} columns: expected the synthetic benchmark's scores.csv")
+        return [{"case": r["case"], **{c: float(r[c]) for c in wanted}} for r in reader if r["split"] == split]
+
+
 def read_scores_csv(path: str) -> List[dict]:
     """Read scored synthetic angiograms: columns ``synthetic`` (image path), optional
     ``aux_fluoro`` / ``aux_reference`` (paths, may be empty), ``guidewire``/``branch``/``artifact``

@@ -1,15 +1,27 @@
 """Networks: VasoMIM (MAE + guided masking), anatomy guidance, encoder export, classical baseline."""
 
 from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter, load_trained
+from .checkpoint import NetworkSpec, checkpoint_setting, load_network, network_from_checkpoint, read_network_spec, records_constructor, save_checkpoint
 from .cas_iqa import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
 from .classical import VesselnessThresholdSegmenter
 from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
 from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
-from .segmenter import ViTSegmenter, layer_decay_param_groups
-from .vasomim import PRESETS, VasoMIM
+from .presets import PRESETS, size_overrides, vit_size
+from .segmenter import BasicUNet, ViTSegmenter, layer_decay_param_groups
+from .vasomim import VasoMIM
 
 __all__ = [
     "AnatomyGuidance",
+    "BasicUNet",
+    "NetworkSpec",
+    "checkpoint_setting",
+    "load_network",
+    "network_from_checkpoint",
+    "read_network_spec",
+    "records_constructor",
+    "save_checkpoint",
+    "size_overrides",
+    "vit_size",
     "CASIQA",
     "EncoderKeyError",
     "FrozenSegmenter",

@@ -33,8 +33,9 @@ from monai.networks.nets import ViT
 from torch import nn
 
 from ..metrics.correlation import expected_level
-from .encoder_export import load_encoder_file, vit_config
-from .vasomim import PRESETS, freeze_unused_cross_attention
+from .checkpoint import records_constructor, update_constructor
+from .encoder_export import SIZE_KEYS, load_encoder_file, vit_config, vit_sizes
+from .vasomim import freeze_unused_cross_attention
 
 DEFAULT_PROMPTS = {
     "guidewire": "How visible is the guidewire in this synthetic angiogram?",
@@ -230,6 +231,7 @@ class MUST(nn.Module):
         return fused, path_weights, token_weights
 
 
+@records_constructor
 class CASIQA(nn.Module):
     """Scores synthetic angiograms on prompted metrics.
 
@@ -279,7 +281,8 @@ class CASIQA(nn.Module):
         unknown = set(auxiliary) - set(AUX_PATHS)
         if unknown:
             raise ValueError(f"unknown auxiliary images {sorted(unknown)}; known: {AUX_PATHS}")
-        cfg = {**PRESETS[preset], **overrides}
+        cfg = vit_sizes(preset, overrides, pretrained_encoder)
+        update_constructor(self, **{k: cfg[k] for k in SIZE_KEYS})
         dim, heads = cfg["hidden_size"], cfg["num_heads"]
         self.downsample = encoder_downsampling(img_size, encoder_size)
         if image_encoder is None:
@@ -404,13 +407,15 @@ class IQALoss(nn.Module):
         return loss
 
 
+@records_constructor
 class ViTRegressor(nn.Module):
     """Baseline: a plain ViT on S alone, mean-pooled, regressing the metric scores (no prompts,
     no auxiliary images, no MUST)."""
 
     def __init__(self, preset: str = "vit_b16", img_size: int = 224, num_metrics: int = 3, pretrained_encoder: Optional[str] = None, encoder_size: Optional[int] = None, **overrides):
         super().__init__()
-        cfg = {**PRESETS[preset], **overrides}
+        cfg = vit_sizes(preset, overrides, pretrained_encoder)
+        update_constructor(self, **{k: cfg[k] for k in SIZE_KEYS})
         self.downsample = encoder_downsampling(img_size, encoder_size)  # as CASIQA's ViT sees S
         self.vit = ViT(in_channels=1, img_size=int(img_size) // self.downsample, patch_size=16, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_layers=cfg["num_layers"], num_heads=cfg["num_heads"], qkv_bias=True, spatial_dims=2)
         freeze_unused_cross_attention(self.vit)

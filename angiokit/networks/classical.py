@@ -15,13 +15,22 @@ from skimage.filters import threshold_otsu
 
 from ..metrics import dice_score
 from ..transforms import vesselness
+from .checkpoint import records_constructor
 
 
+@records_constructor
 class VesselnessThresholdSegmenter(torch.nn.Module):
-    def __init__(self, method: str = "frangi", sigmas: Sequence[float] = (1.0, 2.0, 3.0, 4.0), threshold: str | float = "otsu", black_ridges: bool = True):
+    """Args: ``method`` "frangi" or "sato", ``sigmas`` its scales, ``threshold`` "otsu" or a
+    number in [0, 1]; ``out_channels`` 1 returns the {0, 1} mask, 2 returns it as two-class
+    scores [background, vessel] (what the segmentation bundle's evaluation and inference take)."""
+
+    def __init__(self, method: str = "frangi", sigmas: Sequence[float] = (1.0, 2.0, 3.0, 4.0), threshold: str | float = "otsu", black_ridges: bool = True, out_channels: int = 1):
         super().__init__()
         if not (threshold == "otsu" or isinstance(threshold, (int, float))):
             raise ValueError(f"threshold must be 'otsu' or a number in [0, 1], got {threshold!r}")
+        if out_channels not in (1, 2):
+            raise ValueError(f"out_channels must be 1 (mask) or 2 (background / vessel scores), got {out_channels}")
+        self.out_channels = int(out_channels)
         self.method, self.sigmas, self.black_ridges = method, tuple(float(s) for s in sigmas), black_ridges
         self.threshold = threshold
 
@@ -31,7 +40,12 @@ class VesselnessThresholdSegmenter(torch.nn.Module):
         return v / v.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 1, H, W] frames -> [B, 1, H, W] {0, 1} float masks."""
+        """[B, 1, H, W] frames -> [B, 1, H, W] {0, 1} float masks ([B, 2, H, W] one-hot with
+        ``out_channels`` 2)."""
+        mask = self.mask(images)
+        return torch.cat([1 - mask, mask], 1) if self.out_channels == 2 else mask
+
+    def mask(self, images: torch.Tensor) -> torch.Tensor:
         v = self.response(images)
         if self.threshold == "otsu":
             cuts = [threshold_otsu(x.detach().cpu().numpy()) if x.max() > x.min() else 1.0 for x in v]
@@ -48,4 +62,5 @@ class VesselnessThresholdSegmenter(torch.nn.Module):
             raise ValueError("fit() needs at least one labelled training image")
         scores = [np.mean([dice_score(r > t, g) for r, g in zip(responses, targets)]) for t in grid]
         self.threshold = float(grid[int(np.argmax(scores))])
+        self.constructor["threshold"] = self.threshold  # a checkpoint of it keeps the fitted cut
         return self.threshold

@@ -99,6 +99,27 @@ def load_encoder_file(network: nn.Module, path: str, expected: Dict = None) -> T
     return load_encoder(network, state, strict=True)
 
 
+SIZE_KEYS = ("hidden_size", "mlp_dim", "num_layers", "num_heads")
+
+
+def vit_sizes(preset: str, overrides: Dict, pretrained_encoder: str = None) -> Dict:
+    """The ViT sizes a network builds: the preset's, then those a pre-trained encoder export
+    records (so fine-tuning never restates the sizes of pre-training), then explicit
+    ``overrides`` (which must agree with the encoder: ``load_encoder_file`` checks)."""
+    import os
+
+    from .presets import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    recorded = {}
+    if pretrained_encoder and os.path.isfile(pretrained_encoder):
+        exported = torch.load(pretrained_encoder, map_location="cpu", weights_only=True)
+        config = exported.get("config", {}) if isinstance(exported, dict) else {}
+        recorded = {k: config[k] for k in SIZE_KEYS if k in config}
+    return {**PRESETS[preset], **recorded, **overrides}
+
+
 def vit_config(vit: nn.Module) -> Dict:
     """The encoder arguments an export must match, read off a MONAI ViT."""
     block = vit.blocks[0]

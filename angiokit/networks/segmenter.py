@@ -13,14 +13,17 @@ import logging
 from typing import Dict, List, Optional
 
 import torch
+from monai.networks import nets
 from monai.networks.nets import UNETR, ViT
 
-from .encoder_export import load_encoder_file
-from .vasomim import PRESETS, freeze_unused_cross_attention
+from .checkpoint import records_constructor, update_constructor
+from .encoder_export import SIZE_KEYS, load_encoder_file, vit_sizes
+from .vasomim import freeze_unused_cross_attention
 
 logger = logging.getLogger(__name__)
 
 
+@records_constructor
 class ViTSegmenter(UNETR):
     """ViT encoder + UNETR decoder for 2-D frames; returns logits [B, out_channels, H, W].
 
@@ -49,9 +52,7 @@ class ViTSegmenter(UNETR):
         qkv_bias: bool = True,
         **overrides,
     ):
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-        cfg = {**PRESETS[preset], **overrides}
+        cfg = vit_sizes(preset, overrides, pretrained_encoder)
         super().__init__(
             in_channels=in_channels, out_channels=out_channels, img_size=img_size, feature_size=feature_size,
             hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_heads=cfg["num_heads"], proj_type="conv",
@@ -64,6 +65,7 @@ class ViTSegmenter(UNETR):
         self.taps = (depth // 4, depth // 2, 3 * depth // 4)
         self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": 16}
         freeze_unused_cross_attention(self)
+        update_constructor(self, **{k: cfg[k] for k in SIZE_KEYS})
         if pretrained_encoder:
             self.load_pretrained(pretrained_encoder)
 
@@ -82,6 +84,12 @@ class ViTSegmenter(UNETR):
         dec2 = self.decoder4(dec3, enc3)
         dec1 = self.decoder3(dec2, enc2)
         return self.out(self.decoder2(dec1, enc1))
+
+
+@records_constructor
+class BasicUNet(nets.BasicUNet):
+    """MONAI's ``BasicUNet`` (the CNN baseline trained from scratch), unchanged but for recording
+    its constructor in the checkpoints it writes."""
 
 
 def layer_decay_param_groups(network: torch.nn.Module, lr: float, weight_decay: float = 0.05, layer_decay: float = 1.0) -> List[Dict]:

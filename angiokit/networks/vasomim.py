@@ -17,14 +17,11 @@ from typing import Dict, Optional
 import torch
 from monai.networks.nets import MaskedAutoEncoderViT
 
+from .checkpoint import records_constructor
 from .guided_masking import guided_masking
+from .presets import PRESETS
 
-# MAE encoder sizes; decoders follow MAE (512 wide, 8 blocks, 16 heads).
-PRESETS: Dict[str, dict] = {
-    "vit_s16": dict(hidden_size=384, mlp_dim=1536, num_layers=12, num_heads=6),
-    "vit_b16": dict(hidden_size=768, mlp_dim=3072, num_layers=12, num_heads=12),
-    "vit_l16": dict(hidden_size=1024, mlp_dim=4096, num_layers=24, num_heads=16),
-}
+# encoder sizes: ``presets.PRESETS``; decoders follow MAE (512 wide, 8 blocks, 16 heads).
 MAE_DECODER = dict(decoder_hidden_size=512, decoder_mlp_dim=2048, decoder_num_layers=8, decoder_num_heads=16)
 
 
@@ -37,6 +34,7 @@ def freeze_unused_cross_attention(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+@records_constructor
 class VasoMIM(MaskedAutoEncoderViT):
     """2-D masked autoencoder for angiograms.
 

@@ -22,3 +22,11 @@ class QualityTrain(AngioBundleTrain):
             image = datastore.get_image_uri(image_id)
             items.append({"image": image, **auxiliary_paths(image), "target": rating_target(read_rating(label)), "case": image_id})
         return items
+
+    def _update_overrides(self, overrides):
+        # the ratings are both datasets' items: no scores CSV, so the bundle's first step
+        # (prepare_default_benchmark) writes no synthetic benchmark into the working copy. In
+        # place: MONAI Label's train task ignores the return value
+        overrides = super()._update_overrides(overrides)
+        overrides["scores_csv"] = ""
+        return overrides

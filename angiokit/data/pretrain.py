@@ -52,7 +52,9 @@ class LoadAngiogramd(MapTransform):
 
 def pretrain_transforms(image_size: int, keys: Sequence[str] = ("image",), augment: bool = True) -> Compose:
     """Load, scale the image to [0, 1] (0.5-99.5 percentiles) and a stored prior from 0-255,
-    random crop + resize + flip (the same crop and flip for every key)."""
+    random crop + resize + flip (the same crop and flip for every key). The vasomim_pretrain
+    bundle spells the same pipeline out in its configs (``train#preprocessing``); this one serves
+    code without a bundle (``apps.prepare bootstrap-segmenter``)."""
     keys = list(keys)
     steps = [LoadAngiogramd(keys), ScaleIntensityRangePercentilesd(keys[:1], lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
     if "prior" in keys:  # priors from ``apps.prepare priors`` are stored as 0-255
@@ -109,17 +111,19 @@ def pretrain_items(datalist: Optional[str] = None, data_glob: Optional[str] = No
     return items
 
 
-def pretrain_dataset(data: Sequence[dict] = (), image_size: int = 224, synthetic_length: int = 1024, seed: int = 0, augment: bool = True):
-    """``data`` (items with "image" and optionally pre-computed "prior") with the pre-training
-    transforms, or, when empty, synthetic angiograms. ``data`` is the standard
-    ``train#dataset#data`` a bundle caller may override."""
+def pretrain_dataset(data: Sequence[dict] = (), image_size: int = 224, synthetic_length: int = 1024, seed: int = 0, augment: bool = True, transform=None):
+    """``data`` (items with "image" and optionally pre-computed "prior") through ``transform``
+    (the bundle's ``train#preprocessing``; default ``pretrain_transforms``), or, when empty,
+    synthetic angiograms (already at ``image_size`` and in [0, 1]: no transform). ``data`` is the
+    standard ``train#dataset#data`` a bundle caller may override."""
     items = list(data)
     if not items:
         return SyntheticPretrainDataset(synthetic_length, image_size, seed)
     keys = ["image", "prior"] if all("prior" in it for it in items) else ["image"]
     if len(keys) == 1:
+        # priors for only some frames would not collate into one batch
         items = [{k: v for k, v in it.items() if k != "prior"} for it in items]
-    return Dataset(items, transform=pretrain_transforms(image_size, keys, augment))
+    return Dataset(items, transform=transform if transform is not None else pretrain_transforms(image_size, keys, augment))
 
 
 __all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_items", "pretrain_transforms"]

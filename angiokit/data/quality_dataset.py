@@ -25,7 +25,7 @@ AUX = {"fluoro": "aux_fluoro", "reference": "aux_reference"}
 IMAGE_KEYS = ("image", "fluoro", "reference")
 
 
-class _FillMissingAux:
+class FillMissingAuxd:
     """Zeros for auxiliary images a row does not have (still a path-less "" after loading), and
     the availability flags."""
 
@@ -40,10 +40,12 @@ class _FillMissingAux:
 
 
 def quality_transforms(image_size: int, augment: bool = False) -> Compose:
+    """The cas_iqa bundle spells this pipeline out in its configs (``train#preprocessing``,
+    ``validate#preprocessing``, ``preprocessing``); this one serves code without a bundle."""
     keys = list(IMAGE_KEYS)
     steps = [
         LoadAngiogramd(keys, allow_missing_keys=True),
-        _FillMissingAux(),
+        FillMissingAuxd(),
         ScaleIntensityRanged(keys, a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
         Resized(keys, spatial_size=(image_size, image_size), mode="area"),
         # targets given as nested lists (e.g. MONAI Label ratings passed as config overrides)
@@ -77,6 +79,18 @@ def default_benchmark(root: str, n: int = 300, size: int = 256, seed: int = 0, w
     if not os.path.isfile(path) or benchmark_mismatch(root, benchmark_settings(n, size, seed)):
         write_quality_benchmark(root, n=n, size=size, seed=seed, workers=workers)
     return path
+
+
+def prepare_default_benchmark(scores_csv: str, benchmark_dir: str, n: int = 300, size: int = 256, seed: int = 0, workers: int = 1) -> Optional[str]:
+    """The cas_iqa bundle's data step, the first of its ``initialize`` (so before any dataset is
+    built, and never when a config is merely parsed): ``default_benchmark`` in ``benchmark_dir``
+    when ``scores_csv`` is that benchmark's scores.csv, i.e. no data of the user's was given
+    (neither ``dataset_dir`` nor ``scores_csv``). Any other CSV, or none ("": the MONAI Label app,
+    whose items are the annotators' ratings), is left alone. Returns the path written or None."""
+    default_csv = os.path.join(benchmark_dir, "scores.csv")
+    if not scores_csv or os.path.abspath(scores_csv) != os.path.abspath(default_csv):
+        return None
+    return default_benchmark(benchmark_dir, n=n, size=size, seed=seed, workers=workers)
 
 
 def score_items(scores_csv: str, splits: Sequence[str] = ("training",)) -> List[dict]:
@@ -135,6 +149,7 @@ def auxiliary_paths(image_path: str) -> Dict[str, str]:
     return {key: path if os.path.isfile(path) else "" for key, path in paths.items()}
 
 
-def inference_dataset(input_glob: Optional[str] = None, scores_csv: Optional[str] = None, image_size: int = 224) -> Dataset:
+def inference_dataset(input_glob: Optional[str] = None, scores_csv: Optional[str] = None, image_size: int = 224, transform=None) -> Dataset:
+    """``transform``: the bundle's ``preprocessing`` (default ``quality_transforms``)."""
     items = folder_items(input_glob) if input_glob else rows_to_items(read_scores_csv(scores_csv))
-    return Dataset(items, transform=quality_transforms(image_size, augment=False))
+    return Dataset(items, transform=transform if transform is not None else quality_transforms(image_size, augment=False))

@@ -1,9 +1,11 @@
 """Data for vessel segmentation: datalists from ``apps.prepare`` / ``apps.synth``, or synthetic
 angiograms with exact masks generated on the fly.
 
-Training samples are resized to the network's size (``image_size``) and augmented; validation,
-evaluation and inference keep the original size (the inferer resizes for the network and
-resizes the prediction back), so metrics and outputs are at the input's resolution.
+The transform pipelines are spelled out in the xa_vessel_seg bundle's configs (``train#preprocessing``,
+``validate#preprocessing``), one ID per transform: training samples are resized to the network's
+size (``image_size``) and augmented; validation, evaluation and inference keep the original size
+(the inferer resizes for the network and resizes the prediction back), so metrics and outputs are
+at the input's resolution.
 """
 
 from __future__ import annotations
@@ -15,21 +17,10 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import Dataset, MetaTensor
-from monai.transforms import (
-    Compose,
-    EnsureTyped,
-    MapTransform,
-    RandAdjustContrastd,
-    RandAffined,
-    RandFlipd,
-    RandGaussianNoised,
-    Resized,
-    ScaleIntensityRangePercentilesd,
-)
+from monai.transforms import MapTransform
 
 from .datalist import PATH_KEYS, read_entries
 from .errors import AngioDataError
-from .pretrain import LoadAngiogramd
 
 
 class LabelToClassesd(MapTransform):
@@ -53,34 +44,6 @@ class LabelToClassesd(MapTransform):
                 raise AngioDataError(name, f"label values go up to {top}; expected class indices 0..{self.num_classes - 1} (num_classes={self.num_classes})")
             d[key] = label.round().to(torch.float32)
         return d
-
-
-def load_and_scale(keys: Sequence[str], num_classes: int) -> List:
-    steps = [LoadAngiogramd(list(keys)), ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
-    if "label" in keys:
-        steps.append(LabelToClassesd("label", num_classes))
-    return steps
-
-
-def train_transforms(image_size: int, num_classes: int = 2, augment: bool = True) -> Compose:
-    keys = ["image", "label"]
-    steps = load_and_scale(keys, num_classes)
-    steps.append(Resized(keys, spatial_size=(image_size, image_size), mode=["area", "nearest"]))
-    if augment:
-        steps += [
-            RandFlipd(keys, prob=0.5, spatial_axis=1),
-            RandAffined(keys, prob=0.5, rotate_range=0.26, scale_range=0.15, mode=["bilinear", "nearest"], padding_mode="reflection"),
-            RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
-            RandGaussianNoised("image", prob=0.3, std=0.02),
-        ]
-    steps.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
-    return Compose(steps)
-
-
-def eval_transforms(num_classes: int = 2, with_label: bool = True) -> Compose:
-    """Original size, no augmentation (the inferer resizes for the network)."""
-    keys = ["image", "label"] if with_label else ["image"]
-    return Compose(load_and_scale(keys, num_classes) + [EnsureTyped(keys, dtype=torch.float32)])
 
 
 class SyntheticSegmentationDataset(torch.utils.data.Dataset):

@@ -2,6 +2,8 @@ import pytest
 import torch
 from monai.networks.nets import UNETR, ViT
 
+from angiokit.engines import VasoMIMObjective, masked_patch_errors, train_step
+from angiokit.losses import anatomical_consistency_loss
 from angiokit.networks import AnatomyGuidance, EncoderKeyError, FrozenSegmenter, PRESETS, VasoMIM, VesselnessSegmenter, encoder_state_dict, guided_masking, load_encoder
 
 TINY = dict(img_size=32, num_layers=2, hidden_size=64, mlp_dim=128, num_heads=4, decoder_num_layers=1, decoder_hidden_size=32, decoder_num_heads=4, decoder_mlp_dim=64)
@@ -55,7 +57,7 @@ def test_consistency_gradients_reach_the_mae_only(mae):
     x = torch.rand(2, 1, 32, 32)
     keep, mask = guided_masking(torch.zeros(2, 16), 8, 0.0)
     pred, mask = mae(x, keep, mask)
-    loss = anatomy.consistency_loss(mae.reconstruct(x, pred, mask), anatomy.segment(x))
+    loss = anatomical_consistency_loss(anatomy.segmenter, mae.reconstruct(x, pred, mask), anatomy.segment(x))
     loss.backward()
     assert mae.decoder_pred.weight.grad is not None and mae.decoder_pred.weight.grad.abs().sum() > 0
     assert net.weight.grad is None and not net.training
@@ -105,3 +107,55 @@ def test_precomputed_priors_feed_the_guidance(tmp_path):
     x, given = sample["image"][None].float(), sample["prior"][None].float()
     seg = anatomy.segment(x)
     assert torch.allclose(anatomy.guidance(x, prior=given, segmentation=seg), 0.5 * given + 0.5 * seg)
+
+
+def test_step_maps_compute_only_what_the_step_needs():
+    anatomy = AnatomyGuidance(VesselnessSegmenter(), prior_weight=0.5)
+    x = torch.rand(2, 1, 48, 48)
+    prior, seg = anatomy.prior_and_segmentation(x)
+    guidance, segmentation = anatomy.step_maps(x, guided=True, segmentation=True)
+    assert torch.allclose(guidance, anatomy.guidance(x, prior, seg)) and torch.allclose(segmentation, seg)
+    assert anatomy.step_maps(x, guided=False, segmentation=False) == (None, None)
+    guidance, segmentation = anatomy.step_maps(x, guided=False, segmentation=True)
+    assert guidance is None and torch.allclose(segmentation, seg)
+    prior_only = AnatomyGuidance(prior_weight=1.0)
+    guidance, segmentation = prior_only.step_maps(x, prior=torch.ones(2, 1, 48, 48), guided=True)
+    assert segmentation is None and torch.equal(guidance, torch.ones(2, 1, 48, 48))
+
+
+def test_objective_is_reconstruction_plus_weighted_consistency_and_plain_mae_switches_both_off(mae):
+    x = torch.rand(2, 1, 32, 32)
+    torch.manual_seed(1)
+    out = VasoMIMObjective(AnatomyGuidance(), guided=True, consistency_weight=0.1)(mae, x, alpha=0.5)
+    assert out["alpha"] == 0.5 and out["guidance"].shape == (2, 1, 32, 32) and (out["mask"].sum(1) == 8).all()
+    assert torch.allclose(out["loss_reconstruction"], mae.reconstruction_loss(x, out["pred"], out["mask"]))
+    assert torch.allclose(out["loss"], out["loss_reconstruction"] + 0.1 * out["loss_consistency"]) and out["loss_consistency"] > 0
+    plain = VasoMIMObjective(guided=False, consistency_weight=0.0)
+    assert plain.anatomy is None
+    out = plain(mae, x, alpha=0.5)
+    assert out["alpha"] == 0.0 and out["guidance"] is None and out["segmentation"] is None
+    assert out["loss_consistency"] == 0 and torch.equal(out["loss"], out["loss_reconstruction"])
+
+
+def test_train_step_updates_the_network(mae):
+    optimizer = torch.optim.SGD(mae.parameters(), lr=0.1)
+    before = mae.decoder_pred.weight.detach().clone()
+    out = train_step(mae, VasoMIMObjective(guided=True, consistency_weight=0.1), optimizer, torch.rand(2, 1, 32, 32), alpha=0.5)
+    assert out["loss"].requires_grad and not torch.equal(before, mae.decoder_pred.weight)
+
+
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+def test_masked_errors_are_zero_for_a_perfect_model_and_the_mean_predictor_matches_a_hand_computation(norm_pix_loss):
+    m = VasoMIM("vit_s16", patch_size=8, norm_pix_loss=norm_pix_loss, **TINY)
+    x = torch.rand(2, 1, 32, 32)
+    keep, mask = guided_masking(torch.zeros(2, 16), 8, 0.0)
+    errors = masked_patch_errors(m, x, m.targets(x), mask)  # the prediction is the target
+    assert torch.allclose(errors["model"], torch.zeros(2), atol=1e-10)
+    for i in range(2):
+        grid = x[i, 0].reshape(4, 8, 4, 8).permute(0, 2, 1, 3).reshape(16, 64)  # row-major 8 px patches
+        hidden, shown = grid[mask[i].bool()], grid[~mask[i].bool()]
+        assert errors["mean_predictor"][i] == pytest.approx(((hidden - shown.mean()) ** 2).mean().item(), rel=1e-5)
+        assert errors["patch_mean_oracle"][i] == pytest.approx(((hidden - hidden.mean(1, keepdim=True)) ** 2).mean().item(), rel=1e-5)
+    zeros = masked_patch_errors(m, x, torch.zeros(2, 16, 64), mask)["model"]
+    expected = errors["patch_mean_oracle"] if norm_pix_loss else (m.patchify(x) ** 2).mean(-1).mul(mask).sum(1) / 8
+    assert torch.allclose(zeros, expected, rtol=1e-5)

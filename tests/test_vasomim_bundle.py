@@ -95,6 +95,12 @@ def test_inference_writes_reconstruction_grids_for_given_images(tmp_path, small_
     out = sorted((tmp_path / "eval" / "reconstructions").glob("*.png"))
     assert [p.name for p in out] == ["frame0_reconstruction.png", "frame1_reconstruction.png"]
     assert Image.open(out[0]).size[0] > 2 * Image.open(out[0]).size[1]  # four panels side by side
+    metrics = json.loads((tmp_path / "eval" / "reconstructions" / "reconstruction_metrics.json").read_text())
+    assert metrics["n"] == 2 and [f["frame"] for f in metrics["frames"]] == ["frame0.png", "frame1.png"]
+    assert metrics["masking"] == {"guided": True, "alpha": 0.5, "mask_ratio": 0.5} and metrics["norm_pix_loss"] is False
+    for kind in ("model", "mean_predictor", "patch_mean_oracle"):
+        assert metrics[f"{kind}_masked_mse"]["n"] == 2 and metrics[f"{kind}_masked_mse"]["mean"] > 0 and metrics[f"{kind}_masked_mse"]["sd"] >= 0
+    assert metrics["patch_mean_oracle_masked_mse"]["mean"] < metrics["mean_predictor_masked_mse"]["mean"]  # a patch's own mean beats the frame's
 
 
 def test_two_process_gloo_ddp_run_finishes(tmp_path):

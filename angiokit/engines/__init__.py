@@ -3,7 +3,9 @@
 from .iqa_handlers import IQAJsonWriter, IQAReportWriter
 from .segmentation_handlers import ErrorOverlayWriter, SegmentationWriter
 from .handlers import AlphaScheduleHandler, EncoderExportHandler, ReconstructionGridHandler, ReconstructionPNGWriter, checkpoint_objects
-from .vasomim_trainer import SCALARS, VasoMIMEvaluator, VasoMIMTrainer, vasomim_forward
+from .reconstruction_metrics import ReconstructionMetricsWriter, masked_patch_errors
+from .vasomim_step import VasoMIMObjective, train_step
+from .vasomim_trainer import SCALARS, VasoMIMEvaluator, VasoMIMTrainer
 
 __all__ = [
     "AlphaScheduleHandler",
@@ -12,11 +14,14 @@ __all__ = [
     "IQAJsonWriter",
     "IQAReportWriter",
     "ReconstructionGridHandler",
+    "ReconstructionMetricsWriter",
     "ReconstructionPNGWriter",
     "SCALARS",
     "SegmentationWriter",
     "VasoMIMEvaluator",
+    "VasoMIMObjective",
     "VasoMIMTrainer",
     "checkpoint_objects",
-    "vasomim_forward",
+    "masked_patch_errors",
+    "train_step",
 ]

@@ -104,10 +104,13 @@ class ReconstructionPNGWriter:
             save_grid(tiles, os.path.join(self.output_dir, f"{name}_reconstruction.png"), 4, ["original", "masked", "reconstruction", "guidance"], tile_inches=2.0, dpi=90)
 
 
-def checkpoint_objects(trainer, network, optimizer, lr_scheduler=None) -> dict:
+def checkpoint_objects(trainer, network, optimizer, lr_scheduler=None, spec=None) -> dict:
     """What a resumable checkpoint holds: network, optimizer, scheduler, trainer state (epoch,
-    iteration) and the AMP grad scaler when there is one."""
+    iteration), the AMP grad scaler when there is one, and (for saving; a ``NetworkSpec``) what
+    built the network, so inference rebuilds it from the checkpoint alone."""
     objects = {"network": network, "optimizer": optimizer, "trainer": trainer}
+    if spec is not None:
+        objects["network_spec"] = spec
     if lr_scheduler is not None:
         objects["lr_scheduler"] = lr_scheduler
     if getattr(trainer, "scaler", None) is not None:

@@ -1,14 +1,10 @@
 """VasoMIM training and reconstruction workflows on MONAI engines.
 
-One iteration (``VasoMIMTrainer._iteration``):
-    images [B, 1, S, S] -> S(images) and the guidance map (no grad, on the training device)
-    -> per-patch probabilities -> guided masking at the current alpha (sync-free)
-    -> MAE forward -> reconstruction loss on the masked patches
-    -> + weight * BCE(S(reconstruction), S(images))            (anatomical consistency)
-    -> backward (AMP with a grad scaler for fp16) -> optimizer step.
-
-Plain MAE is the same trainer with ``guided=False`` (alpha stays 0) and ``consistency_weight=0``;
-the paper's ablation is those two switches.
+Both engines run the one objective of ``vasomim_step`` (guidance map, guided masking at the
+current alpha, MAE forward, reconstruction loss on masked patches, anatomical consistency):
+the trainer through ``train_step`` (the optimizer step the benchmark times too), the evaluator
+without gradients, adding the reconstructions and the per-frame masked-patch errors of
+``reconstruction_metrics`` to its output.
 """
 
 from __future__ import annotations
@@ -19,47 +15,21 @@ import torch
 from ignite.engine import Events
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.utils import CommonKeys as Keys
-from torch import nn
 
 from ..networks.anatomy import AnatomyGuidance
-from ..networks.guided_masking import guided_masking, patch_probabilities
+from .reconstruction_metrics import masked_patch_errors
+from .vasomim_step import VasoMIMObjective, train_step, unwrap
 
 SCALARS = ("loss", "loss_reconstruction", "loss_consistency", "alpha", "lr")
 """Per-iteration values in the trainer output, logged to TensorBoard."""
 
 
-def _unwrap(network: nn.Module) -> nn.Module:
-    return getattr(network, "module", network)
-
-
 def _images_and_prior(batch: Dict, device, non_blocking: bool):
+    """The batch's images [B, C, S, S] and pre-computed prior [B, 1, S, S] (or None), as float32
+    on ``device``."""
     images = batch["image"].to(device, non_blocking=non_blocking).float()
     prior = batch.get("prior")
     return images, (prior.to(device, non_blocking=non_blocking).float() if prior is not None else None)
-
-
-def vasomim_forward(network: nn.Module, anatomy: Optional[AnatomyGuidance], images: torch.Tensor, prior: Optional[torch.Tensor], alpha: float, need_segmentation: bool):
-    """Masking and forward pass shared by training and inference.
-
-    ``alpha`` > 0 masks by the guidance map (needs ``anatomy``); ``need_segmentation`` computes
-    S(images) for the consistency loss even when it is not needed for guidance.
-    Returns dict(pred, mask, segmentation or None, guidance or None).
-    """
-    mae = _unwrap(network)
-    guided = alpha > 0
-    segmentation = guidance = None
-    if guided and prior is None and 0 < anatomy.prior_weight < 1:
-        prior, segmentation = anatomy.prior_and_segmentation(images)
-    elif need_segmentation or (guided and anatomy.prior_weight < 1):
-        segmentation = anatomy.segment(images)
-    if guided:
-        guidance = anatomy.guidance(images, prior, segmentation)
-        probs = patch_probabilities(guidance, mae.patch_size[0])
-    else:
-        probs = torch.zeros(images.shape[0], mae.num_patches, device=images.device)
-    keep, mask = guided_masking(probs, mae.num_mask, alpha)
-    pred, mask = network(images, keep, mask)
-    return {"pred": pred, "mask": mask, "segmentation": segmentation, "guidance": guidance}
 
 
 class VasoMIMTrainer(SupervisedTrainer):
@@ -76,10 +46,8 @@ class VasoMIMTrainer(SupervisedTrainer):
         kwargs.setdefault("loss_function", None)
         kwargs.setdefault("decollate", False)
         super().__init__(*args, **kwargs)
-        if (guided or consistency_weight > 0) and anatomy is None:
-            anatomy = AnatomyGuidance()
-        self.anatomy = anatomy.to(self.state.device) if anatomy is not None else None
-        self.guided, self.consistency_weight, self.alpha = bool(guided), float(consistency_weight), float(alpha)
+        self.objective = VasoMIMObjective(anatomy, guided, consistency_weight).to(self.state.device)
+        self.anatomy, self.alpha = self.objective.anatomy, float(alpha)  # alpha: set by AlphaScheduleHandler
         dataset = getattr(self.data_loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: dataset.set_epoch(engine.state.epoch))
@@ -87,58 +55,48 @@ class VasoMIMTrainer(SupervisedTrainer):
     def _iteration(self, engine, batchdata: Dict[str, torch.Tensor]) -> Dict:
         images, prior = _images_and_prior(batchdata, engine.state.device, engine.non_blocking)
         engine.network.train()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         use_amp = engine.amp and images.device.type == "cuda"
-        with torch.autocast(images.device.type, enabled=use_amp, **(engine.amp_kwargs or {})):
-            alpha = self.alpha if self.guided else 0.0
-            out = vasomim_forward(engine.network, self.anatomy, images, prior, alpha, self.consistency_weight > 0)
-            mae = _unwrap(engine.network)
-            loss_rec = mae.reconstruction_loss(images, out["pred"], out["mask"])
-            if self.consistency_weight > 0:
-                reconstruction = mae.reconstruct(images, out["pred"], out["mask"])
-                loss_con = self.anatomy.consistency_loss(reconstruction, out["segmentation"])
-            else:
-                loss_con = torch.zeros((), device=images.device)
-            loss = loss_rec + self.consistency_weight * loss_con
-        if use_amp and engine.scaler is not None:
-            engine.scaler.scale(loss).backward()
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
-        else:
-            loss.backward()
-            engine.optimizer.step()
+        out = train_step(
+            engine.network, self.objective, engine.optimizer, images, prior, self.alpha,
+            amp_kwargs=(engine.amp_kwargs or {}) if use_amp else None, scaler=engine.scaler if use_amp else None, set_to_none=engine.optim_set_to_none,
+        )
         engine.state.output = {
             Keys.IMAGE: images.detach(),
             Keys.PRED: out["pred"].detach(),
             "mask": out["mask"],
-            Keys.LOSS: loss.detach(),
-            "loss_reconstruction": loss_rec.detach(),
-            "loss_consistency": loss_con.detach(),
-            "alpha": alpha,
+            Keys.LOSS: out["loss"].detach(),
+            "loss_reconstruction": out["loss_reconstruction"].detach(),
+            "loss_consistency": out["loss_consistency"].detach(),
+            "alpha": out["alpha"],
             "lr": engine.optimizer.param_groups[0]["lr"],
         }
         return engine.state.output
 
 
 class VasoMIMEvaluator(SupervisedEvaluator):
-    """Reconstructions for inference: outputs image, masked image, reconstruction, guidance."""
+    """Reconstructions for inference: outputs image, masked image, reconstruction, guidance, the
+    reconstruction loss and ``masked_mse`` (per-frame masked-patch errors [B] of the model and of
+    the mean predictor, see ``reconstruction_metrics``). Masks are drawn at ``alpha`` (guided) or
+    uniformly, reproducibly from ``seed``."""
 
     def __init__(self, *args, anatomy: Optional[AnatomyGuidance] = None, alpha: float = 0.5, guided: bool = True, seed: int = 0, **kwargs):
         kwargs.setdefault("decollate", False)
         super().__init__(*args, **kwargs)
-        self.anatomy = (anatomy or AnatomyGuidance()).to(self.state.device)
-        self.alpha, self.guided, self.seed = float(alpha), bool(guided), int(seed)
+        # the guidance map is shown even without guided masking, so there is always an anatomy
+        self.objective = VasoMIMObjective(anatomy or AnatomyGuidance(), guided, consistency_weight=0.0).to(self.state.device)
+        self.anatomy, self.alpha, self.seed = self.objective.anatomy, float(alpha), int(seed)
 
     def _iteration(self, engine, batchdata: Dict[str, torch.Tensor]) -> Dict:
         images, prior = _images_and_prior(batchdata, engine.state.device, engine.non_blocking)
         engine.network.eval()
         torch.manual_seed(self.seed + engine.state.iteration)  # reproducible masks
         with torch.no_grad():
-            out = vasomim_forward(engine.network, self.anatomy, images, prior, self.alpha if self.guided else 0.0, False)
-            mae = _unwrap(engine.network)
+            out = self.objective(engine.network, images, prior, self.alpha)
+            mae = unwrap(engine.network)
             reconstruction = mae.reconstruct(images, out["pred"], out["mask"])
             masked = mae.unpatchify(mae.patchify(images) * (1 - out["mask"][..., None].to(images.dtype)))
             guidance = out["guidance"] if out["guidance"] is not None else self.anatomy.guidance(images, prior)
+            errors = masked_patch_errors(mae, images, out["pred"], out["mask"])
         meta = getattr(batchdata["image"], "meta", {}) or {}
         engine.state.output = {
             Keys.IMAGE: images,
@@ -146,6 +104,7 @@ class VasoMIMEvaluator(SupervisedEvaluator):
             Keys.PRED: reconstruction.clamp(0, 1),
             "guidance": guidance,
             "filename": meta.get("filename_or_obj", [f"sample_{engine.state.iteration}_{i}" for i in range(images.shape[0])]),
-            "loss_reconstruction": mae.reconstruction_loss(images, out["pred"], out["mask"]),
+            "loss_reconstruction": out["loss_reconstruction"],
+            "masked_mse": errors,
         }
         return engine.state.output

@@ -1,5 +1,6 @@
 """The anatomy in VasoMIM: the guidance map that steers masking, and the frozen segmenter S of
-the anatomical consistency loss BCE(S(reconstruction), S(original)).
+the anatomical consistency loss BCE(S(reconstruction), S(original)) (the loss itself:
+``angiokit.losses.anatomical_consistency_loss``).
 
 S maps frames [B, C, H, W] to a vessel logit [B, 1, H, W]. It is either
   (a) ``VesselnessSegmenter``: a soft threshold of the differentiable Sato vesselness (no
@@ -12,10 +13,9 @@ Gradients of the consistency loss flow through S into the reconstruction, never 
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..transforms import vesselness
@@ -88,7 +88,7 @@ class FrozenSegmenter(nn.Module):
 
 
 class AnatomyGuidance(nn.Module):
-    """Guidance map = w * prior + (1 - w) * S(image), and the consistency loss.
+    """Guidance map = w * prior + (1 - w) * S(image), and S for the consistency loss.
 
     Args:
         segmenter: S (default ``VesselnessSegmenter()``).
@@ -138,8 +138,26 @@ class AnatomyGuidance(nn.Module):
             parts.append((1 - w) * (segmentation if segmentation is not None else self.segment(images)))
         return sum(parts)
 
-    def consistency_loss(self, reconstruction: torch.Tensor, target_segmentation: torch.Tensor) -> torch.Tensor:
-        """BCE(S(reconstruction), S(original)) on logits (stable); gradients reach the
-        reconstruction only."""
-        logits = self.segmenter(reconstruction).float()
-        return F.binary_cross_entropy_with_logits(logits, target_segmentation.detach().float())
+    @torch.no_grad()
+    def step_maps(self, images: torch.Tensor, prior: Optional[torch.Tensor] = None, guided: bool = True, segmentation: bool = False) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The anatomy one VasoMIM step needs, each map computed at most once.
+
+        Args:
+            images: [B, C, H, W] frames.
+            prior: [B, 1, H, W] pre-computed prior in [0, 1], or None (computed when needed).
+            guided: the step masks by the guidance map (alpha > 0).
+            segmentation: the step needs S(images) (the consistency loss is on).
+
+        Returns:
+            (guidance [B, 1, H, W] or None when not ``guided``,
+             S(images) [B, 1, H, W] or None when neither ``segmentation`` nor the guidance needed it).
+        """
+        w = self.prior_weight
+        need_prior = guided and w > 0 and prior is None
+        need_segmentation = segmentation or (guided and w < 1)
+        seg = None
+        if need_prior and need_segmentation:
+            prior, seg = self.prior_and_segmentation(images)  # one vesselness pass when S allows
+        elif need_segmentation:
+            seg = self.segment(images)
+        return (self.guidance(images, prior, seg) if guided else None), seg

@@ -131,12 +131,29 @@ class VasoMIM(MaskedAutoEncoderViT):
 
     # ---- losses and images ----------------------------------------------------------------------
 
+    @staticmethod
+    def patch_statistics(patches: torch.Tensor):
+        """[B, N, P] -> (mean, std) [B, N, 1] of each patch, as MAE's norm_pix_loss uses them
+        (unbiased variance, + 1e-6 under the root)."""
+        return patches.mean(-1, keepdim=True), (patches.var(-1, keepdim=True) + 1e-6).sqrt()
+
     def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, N, p*p*C] what the decoder learns to predict: the patches, each
+        normalised to zero mean and unit std when ``norm_pix_loss``."""
         target = self.patchify(images)
         if self.norm_pix_loss:
-            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-            target = (target - mean) / (var + 1e-6).sqrt()
+            mean, std = self.patch_statistics(target)
+            target = (target - mean) / std
         return target
+
+    def pixel_prediction(self, images: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Predicted patches [B, N, p*p*C] in the pixel space of ``images``. With
+        ``norm_pix_loss`` they are de-normalised with each patch's own mean and std taken from
+        ``images`` (MAE's visualisation): statistics of the hidden target the model never saw."""
+        if not self.norm_pix_loss:
+            return pred
+        mean, std = self.patch_statistics(self.patchify(images))
+        return pred * std + mean
 
     def reconstruction_loss(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error over the masked patches (MAE)."""
@@ -149,8 +166,6 @@ class VasoMIM(MaskedAutoEncoderViT):
         from ``pred`` (de-normalised with each patch's own mean and std when ``norm_pix_loss``,
         as MAE's visualisation does). Differentiable with respect to ``pred``."""
         original = self.patchify(images)
-        if self.norm_pix_loss:
-            mean, var = original.mean(-1, keepdim=True), original.var(-1, keepdim=True)
-            pred = pred * (var + 1e-6).sqrt() + mean
+        pred = self.pixel_prediction(images, pred)
         m = mask[..., None].to(pred.dtype)
         return self.unpatchify(pred * m + original.to(pred.dtype) * (1 - m))

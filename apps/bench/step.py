@@ -1,6 +1,8 @@
 """One VasoMIM training step (guidance map, guided masking, reconstruction + anatomical
 consistency loss, backward, AdamW) vs one plain MAE step (uniform masking, reconstruction loss)
-with the same ViT, batch and optimizer, same run.
+with the same ViT, batch and optimizer, same run. Both are the shipped step: the trainer's
+``angiokit.engines.train_step`` with its ``VasoMIMObjective`` (guided at alpha 0.5 with
+consistency weight 0.1, or plain MAE), not a copy.
 
 CPU default: ViT-S/16 at 224 px, batch 16 (a ViT-B/16 step at batch 256 takes minutes on a CPU);
 on CUDA: ViT-B/16, batch 256, bf16 autocast, plus images/s.
@@ -14,28 +16,10 @@ import time
 import torch
 
 from angiokit.data.synthetic import SynthConfig, synthesize
+from angiokit.engines import VasoMIMObjective, train_step
 from angiokit.networks import AnatomyGuidance, VasoMIM
-from angiokit.networks.guided_masking import guided_masking, patch_probabilities
 
 from .common import emit, machine_line
-
-
-def _step(model, anatomy, optimizer, images, vasomim: bool, autocast_dtype):
-    device_type = images.device.type
-    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        if vasomim:
-            prior, segmentation = anatomy.prior_and_segmentation(images)
-            probs = patch_probabilities(anatomy.guidance(images, prior, segmentation), model.patch_size[0])
-            keep, mask = guided_masking(probs, model.num_mask, 0.5)
-        else:
-            keep, mask = guided_masking(torch.zeros(images.shape[0], model.num_patches, device=images.device), model.num_mask, 0.0)
-        pred, mask = model(images, keep, mask)
-        loss = model.reconstruction_loss(images, pred, mask)
-        if vasomim:
-            loss = loss + 0.1 * anatomy.consistency_loss(model.reconstruct(images, pred, mask), segmentation)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
 
 
 def _median_times(fns, repeat: int):
@@ -62,13 +46,16 @@ def run(preset: str = None, batch: int = None, image_size: int = 224, repeat: in
     device = torch.device("cuda" if cuda else "cpu")
     preset = preset or ("vit_b16" if cuda else "vit_s16")
     batch = int(batch or (256 if cuda else 16))
-    dtype = torch.bfloat16 if cuda else None
     model = VasoMIM(preset, img_size=int(image_size), **model_overrides).to(device)
-    anatomy = AnatomyGuidance().to(device)
+    vasomim = VasoMIMObjective(AnatomyGuidance(), guided=True, consistency_weight=0.1).to(device)
+    plain_mae = VasoMIMObjective(guided=False, consistency_weight=0.0)
+    dtype = torch.bfloat16 if cuda else None
+    amp_kwargs = {"dtype": dtype} if dtype is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4, weight_decay=0.05)
     frames = [torch.from_numpy(synthesize(SynthConfig(size=int(image_size)), seed=i).image[:1]) for i in range(min(batch, 16))]
     images = torch.stack([frames[i % len(frames)] for i in range(batch)]).to(device)
-    mae_s, vaso_s = _median_times([lambda: _step(model, anatomy, optimizer, images, False, dtype), lambda: _step(model, anatomy, optimizer, images, True, dtype)], int(repeat))
+    steps = [lambda: train_step(model, plain_mae, optimizer, images, alpha=0.0, amp_kwargs=amp_kwargs), lambda: train_step(model, vasomim, optimizer, images, alpha=0.5, amp_kwargs=amp_kwargs)]
+    mae_s, vaso_s = _median_times(steps, int(repeat))
     emit(device=str(device), preset=preset, batch=batch, image_size=int(image_size), autocast=str(dtype))
     emit(mae_step_s=mae_s, vasomim_step_s=vaso_s, mae_images_per_s=batch / mae_s, vasomim_images_per_s=batch / vaso_s)
     emit(vasomim_over_mae_step=vaso_s / mae_s)

@@ -1,3 +1,3 @@
 """angiokit: X-ray coronary angiography foundation models on MONAI."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,25 @@ def small_frames():
     from angiokit.data.synthetic import SynthConfig, synthesize
 
     return [synthesize(SynthConfig(size=128), seed=s) for s in range(6)]
+
+
+def quick_demo_command(out: Path) -> list:
+    """``python -m apps.demo --quick`` into ``out``, with the real labelled set (XCAD) and real
+    unlabeled frames where ../shared/data has them."""
+    cmd = [sys.executable, "-m", "apps.demo", "--quick", "--out", str(out)]
+    xcad, frames = SHARED_DATA / "xcad_samples", SHARED_DATA / "xa_cine_kragujevac" / "images"
+    if xcad.exists() and frames.exists():
+        cmd += ["--labeled", str(xcad), "--unlabeled", str(frames)]
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """One run of the main job at its quick sizes, shared by the tests of what it makes (its
+    report, and the evaluation, export and serving of the models it trains with no size flags):
+    {"out": Path, "cmd": list, "stdout": str, "real": bool}."""
+    out = tmp_path_factory.mktemp("quick_demo") / "demo"
+    cmd = quick_demo_command(out)
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return {"out": out, "cmd": cmd, "stdout": run.stdout, "real": "--labeled" in cmd}

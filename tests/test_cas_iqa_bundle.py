@@ -30,13 +30,30 @@ def test_metadata_passes_monai_schema():
     verify_metadata("cas_iqa")  # raises on a field the schema rejects
 
 
+def test_parsing_the_configs_writes_nothing_and_the_prompts_have_one_home(tmp_path):
+    # scores_csv is a plain path: the benchmark is written by the first step of initialize, never
+    # by a tool that only parses the config (MONAI Label, verify_net_in_out)
+    from angiokit.data.quality_dataset import prepare_default_benchmark
+    from angiokit.networks import DEFAULT_PROMPTS
+
+    train = workflow("cas_iqa", ["train", "evaluate"], "train", bundle_root=str(tmp_path), **NET).parser
+    assert train.get_parsed_content("scores_csv") == str(tmp_path / "data" / "quality_benchmark" / "scores.csv")
+    train.get_parsed_content("network_def")
+    assert train.get_parsed_content("prompts") == DEFAULT_PROMPTS
+    assert workflow("cas_iqa", ["inference"], "infer", bundle_root=str(tmp_path)).parser.get_parsed_content("prompts") == DEFAULT_PROMPTS
+    # the step itself leaves the user's CSV, or none (the MONAI Label app's ratings), alone
+    for scores_csv in (str(tmp_path / "mine.csv"), ""):
+        assert prepare_default_benchmark(scores_csv, str(tmp_path / "data" / "quality_benchmark"), n=2, size=32) is None
+    assert not any(tmp_path.iterdir())
+
+
 def test_train_builds_the_benchmark_and_keeps_the_best_model(trained):
     assert (trained / "data" / "quality_benchmark" / "scores.csv").exists()
     assert (trained / "models" / "model.pt").exists()
 
 
 def test_training_can_start_from_a_trained_model(trained, tmp_path):
-    saved = torch.load(trained / "models" / "model.pt", map_location="cpu")
+    saved = torch.load(trained / "models" / "model.pt", map_location="cpu")["model"]  # beside it: "network_spec"
     frozen = dict(max_epochs=1, val_interval=1, batch_size=4, num_workers=0, warmup_epochs=0, lr=0.0, weight_decay=0.0, dataset_dir=str(trained / "data" / "quality_benchmark"), **NET)
 
     def weights_after(**overrides):  # lr 0: the weights (not the norm statistics) stay what training started from

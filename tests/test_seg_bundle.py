@@ -13,12 +13,14 @@ import torch
 
 from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_png
 from angiokit.data.dicom_seg import read_dicom_seg
-from angiokit.networks import VasoMIM, export_encoder
+from angiokit.networks import VasoMIM, export_encoder, load_network
 
 from .bundle_utils import config, verify_metadata, workflow
 from .conftest import REPO, free_port
 
-NET = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#feature_size": 8}
+# what training names (a named ViT size, the input size, a narrow UNETR decoder); evaluation and
+# inference get it from the checkpoint
+NET = {"preset": "vit_tiny", "image_size": 32, "network_def#feature_size": 8}
 TRAIN = {**NET, "batch_size": 2, "synthetic_length": 6, "synthetic_val_length": 2, "num_workers": 0, "warmup_epochs": 1, "val_interval": 1}
 
 
@@ -48,14 +50,19 @@ def test_metadata_and_network_io_verify():
 
 
 def test_train_keeps_the_best_checkpoint(trained):
-    state = torch.load(trained / "models" / "model.pt", weights_only=True)  # one object: its state dict
-    assert any(k.startswith("vit.blocks.") for k in state)
+    saved = torch.load(trained / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("vit.blocks.") for k in saved["model"])
+    # beside the weights, what built them: the network at its trained sizes, and the bundle's settings
+    assert saved["network_spec"]["config"]["_target_"] == "angiokit.networks.ViTSegmenter"
+    assert saved["network_spec"]["settings"] == {"image_size": 32, "num_classes": 2}
+    rebuilt = load_network(str(trained / "models" / "model.pt"))  # no sizes given: they come with the weights
+    assert rebuilt.vit.patch_embedding.position_embeddings.shape[1] == (32 // 16) ** 2
     assert list((trained / "eval").glob("events.out.tfevents*"))
 
 
 def test_evaluate_writes_per_image_scores_summary_and_overlays(trained):
     out = trained / "evaluation"
-    _run(["train", "evaluate"], "train", trained, output_dir=str(out), **{**NET, "num_workers": 0, "validate#dataset#synthetic_length": 3})
+    _run(["train", "evaluate"], "train", trained, output_dir=str(out), **{"num_workers": 0, "validate#dataset#synthetic_length": 3})
     rows = list(csv.reader(open(out / "val_cldice_raw.csv")))
     assert rows[0][0] == "filename" and len(rows) == 4
     summary = {r[0]: float(r[1]) for r in csv.reader(open(out / "metrics.csv"), delimiter="\t") if len(r) > 1} or {
@@ -69,7 +76,7 @@ def test_inference_png_nifti_and_dicom_seg_agree(trained, tmp_path, small_cine):
     write_png(inputs / "still.png", to_uint(small_cine.image[-1], 8))
     write_dicom_xa(inputs / "run.dcm", to_uint(small_cine.image[:4], 8), 0.3, 66.7)
     out = tmp_path / "pred"
-    wf = _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs), **NET)
+    wf = _run(["inference"], "infer", trained, output_dir=str(out), dataset_dir=str(inputs))
     pred = wf.evaluator.state.output["pred"]  # the last input, still.png: [1, C, H, W] (not decollated)
     assert torch.allclose(pred.sum(1), torch.ones(1, 128, 128), atol=1e-4)  # class probabilities per pixel
     image = wf.parser.get_parsed_content("preprocessing")({"image": str(inputs / "still.png")})["image"]
@@ -92,6 +99,24 @@ def test_inference_png_nifti_and_dicom_seg_agree(trained, tmp_path, small_cine):
         png = read_angiogram(out / f"run_f{t:03d}_seg.png").frames[0] > 0
         assert np.array_equal(frames[t], png)
     assert np.array_equal(read_angiogram(out / "run_seg.nii.gz").frames > 0, frames)
+
+
+def test_frangi_overlay_writes_a_checkpoint_that_the_evaluate_config_scores(tmp_path):
+    """configs/frangi.json: the classical Frangi + Otsu segmenter as the bundle's network; its
+    "training" writes model.pt (no weights, what builds it), scored by the same evaluate config."""
+    def run(names, **overrides):  # not _run: the trainer's properties cannot be built with nothing to optimise
+        wf = workflow("xa_vessel_seg", names, "train", bundle_root=str(tmp_path), **overrides)
+        wf.initialize()
+        wf.run()
+
+    run(["train", "frangi"])
+    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert saved["model"] == {} and saved["network_spec"]["config"]["_target_"] == "angiokit.networks.VesselnessThresholdSegmenter"
+    assert saved["network_spec"]["settings"] == {"image_size": 512, "num_classes": 2}  # Frangi's scales are pixels of a 512 px frame
+    out = tmp_path / "evaluation"
+    run(["train", "evaluate"], output_dir=str(out), **{"num_workers": 0, "validate#dataset#synthetic_length": 2})
+    summary = dict(row for row in csv.reader(open(out / "metrics.csv")) if len(row) == 2)
+    assert float(summary["val_mean_dice"]) > 0.15  # finds vessels with no training
 
 
 def test_unet_baseline_and_pretrained_encoder_configs_train(tmp_path):

@@ -2,7 +2,7 @@
 
 from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter, load_trained
 from .checkpoint import NetworkSpec, checkpoint_setting, load_network, network_from_checkpoint, read_network_spec, records_constructor, save_checkpoint
-from .cas_iqa import CASIQA, HFVisionEncoder, IQALoss, ViTRegressor
+from .cas_iqa import CASIQA, DEFAULT_PROMPTS, HFVisionEncoder, IQALoss, ViTRegressor  # IQALoss: its home is angiokit.losses
 from .classical import VesselnessThresholdSegmenter
 from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
 from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
@@ -23,6 +23,7 @@ __all__ = [
     "size_overrides",
     "vit_size",
     "CASIQA",
+    "DEFAULT_PROMPTS",
     "EncoderKeyError",
     "FrozenSegmenter",
     "HFVisionEncoder",

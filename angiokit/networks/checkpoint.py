@@ -1,6 +1,6 @@
 """Checkpoints that carry what built them.
 
-A ``model.pt`` written by a bundle holds, beside the weights (``"model"``), a ``"network"`` entry:
+A ``model.pt`` written by a bundle holds, beside the weights (``"model"``), a ``"network_spec"`` entry:
 
     {"config": {"_target_": "angiokit.networks.ViTSegmenter", "preset": "vit_s16", "hidden_size": 128, ...},
      "settings": {"image_size": 128, "num_classes": 2},      # bundle ids the network was trained with
@@ -13,7 +13,7 @@ written before this format (a bare state dict, or ``{"model": ...}``) still load
 own configuration builds the network, and the log says so.
 
 MONAI's ``CheckpointSaver`` saves objects with a ``state_dict``: ``NetworkSpec`` is one, so a
-config adds ``"network": "$angiokit.networks.NetworkSpec(@network_def, ...)"`` to its
+config adds ``"network_spec": "$angiokit.networks.NetworkSpec(@network_def, ...)"`` to its
 ``save_dict``.
 """
 
@@ -29,7 +29,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-SPEC_KEY = "network"
+SPEC_KEY = "network_spec"
 """Where a checkpoint dict keeps the network's description (beside ``"model"``, the weights)."""
 
 # arguments that point at files used once at construction (their weights are in the checkpoint)
@@ -127,7 +127,7 @@ class NetworkSpec:
 
 
 def save_checkpoint(network: torch.nn.Module, path: str, bundle_version: Optional[str] = None, **settings) -> str:
-    """``{"model": weights, "network": spec}`` to ``path`` (written to a temporary file, then renamed)."""
+    """``{"model": weights, "network_spec": spec}`` to ``path`` (written to a temporary file, then renamed)."""
     from ..data.writers import atomic_path
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -138,7 +138,7 @@ def save_checkpoint(network: torch.nn.Module, path: str, bundle_version: Optiona
 
 
 def read_network_spec(path: str) -> Optional[Dict[str, Any]]:
-    """The ``network`` entry of a checkpoint, or None when it has none (an older checkpoint) or
+    """The ``network_spec`` entry of a checkpoint, or None when it has none (an older checkpoint) or
     the file does not exist."""
     if not path or not os.path.isfile(path):
         return None
@@ -177,14 +177,27 @@ def build_from_config(config: Dict[str, Any]) -> torch.nn.Module:
     return instantiate(target, "default", **config)
 
 
-def network_from_checkpoint(path: str, fallback: Optional[Callable[[], torch.nn.Module]] = None) -> torch.nn.Module:
+def accepted_arguments(target: Any, values: Dict[str, Any]) -> Dict[str, Any]:
+    """The entries of ``values`` that the class or function ``target`` takes as arguments."""
+    from pydoc import locate  # what monai.utils.instantiate uses to find a _target_
+
+    component = locate(target) if isinstance(target, str) else getattr(target, "func", target)
+    parameters = inspect.signature(component).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(values)
+    return {k: v for k, v in values.items() if k in parameters}
+
+
+def network_from_checkpoint(path: str, fallback: Optional[Callable[..., torch.nn.Module]] = None, **overrides) -> torch.nn.Module:
     """The network described by checkpoint ``path`` (weights not loaded: the caller's loader
-    does that). A checkpoint without a description (written before it was recorded), or no
-    checkpoint yet, builds with ``fallback`` (e.g. the config's ``network_def`` in callable
-    mode), saying so."""
+    does that). ``overrides`` change run-time arguments the network takes (e.g. ``dropout`` for
+    MC-dropout scoring) and are ignored by networks without them. A checkpoint without a
+    description (written before it was recorded), or no checkpoint yet, builds with
+    ``fallback`` (e.g. the config's ``network_def`` in callable mode), saying so."""
     spec = read_network_spec(path)
     if spec is not None:
         config = spec["config"]
+        config = {**config, **accepted_arguments(config["_target_"], overrides)}
         args = ", ".join(f"{k}={v}" for k, v in config.items() if k != "_target_" and not isinstance(v, (dict, list)))
         logger.info(f"{path}: building {config['_target_']}({args}) as recorded in the checkpoint")
         return build_from_config(config)
@@ -195,12 +208,12 @@ def network_from_checkpoint(path: str, fallback: Optional[Callable[[], torch.nn.
             f"{path}: the checkpoint does not record its network (written before angiokit 0.2); building the configured one - "
             "give the sizes it was trained with as overrides (e.g. --preset, --image_size) if its weights do not fit"
         )
-    return fallback()
+    return fallback(**accepted_arguments(fallback, overrides))
 
 
-def load_network(path: str, device: str | torch.device = "cpu", fallback: Optional[Callable[[], torch.nn.Module]] = None) -> torch.nn.Module:
+def load_network(path: str, device: str | torch.device = "cpu", fallback: Optional[Callable[..., torch.nn.Module]] = None, **overrides) -> torch.nn.Module:
     """The network of checkpoint ``path`` with its weights, in eval mode, on ``device``."""
-    network = network_from_checkpoint(path, fallback)
+    network = network_from_checkpoint(path, fallback, **overrides)
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("model", state) if isinstance(state, dict) else state
     try:

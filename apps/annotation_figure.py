@@ -2,12 +2,13 @@
 through the MONAI Label app's REST API (``POST /infer/vessel_seg``) by a real server.
 
     python -m apps.annotation_figure --out docs/annotation_overlay.png \
-        --checkpoint runs/compare/finetune/vessels_synthetic/vasomim/models/model.pt \
-        --config '{"preset": "vit_s16", "image_size": 128, "network_def#hidden_size": 192, ...}'
+        --checkpoint runs/compare/finetune/vessels_synthetic/vasomim/models/model.pt
 
 Studies: a real XCAD test frame (its reference mask gives the Dice in the title), a real XA DICOM
 cine (the label comes back for every frame; the frame of most contrast is shown) and a synthetic
-frame. Without --checkpoint the server starts from untrained weights (a plumbing check only).
+frame. The server builds the network the checkpoint records (no size flags; ``--config`` only for
+a checkpoint written before angiokit 0.2, with the sizes it was trained at). Without
+--checkpoint it serves what its first start serves: the classical Frangi + Otsu segmenter.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _studies(folder: str, synthetic_size: int) -> dict:
     return references
 
 
-def main(out: str = "docs/annotation_overlay.png", checkpoint: Optional[str] = None, config: str = "{}", workdir: Optional[str] = None, synthetic_size: int = 512, device: str = "cpu") -> str:
+def main(out: str = "docs/annotation_overlay.png", checkpoint: Optional[str] = None, config: Optional[str] = None, workdir: Optional[str] = None, synthetic_size: int = 512, device: str = "cpu") -> str:
     import requests
 
     from angiokit.data import read_angiogram
@@ -60,12 +61,15 @@ def main(out: str = "docs/annotation_overlay.png", checkpoint: Optional[str] = N
     work = workdir or tempfile.mkdtemp(prefix="annotation_figure_")
     studies = os.path.join(work, "studies")
     references = _studies(studies, synthetic_size)
-    conf = {"models": "vessel_seg", "model_dir": os.path.join(work, "model"), "vessel_seg_config": config if isinstance(config, str) else json.dumps(config)}
+    conf = {"models": "vessel_seg", "model_dir": os.path.join(work, "model")}
     if checkpoint:
         conf["vessel_seg_checkpoint"] = os.path.abspath(checkpoint)
+    if config:
+        conf["vessel_seg_config"] = config if isinstance(config, str) else json.dumps(config)
     tiles, titles = [], []
     print(f"starting the MONAI Label server on {studies} ...", flush=True)
     with serve_app(work, studies, conf) as (url, log):
+        print(f"serving {requests.get(f'{url}/info/').json()['models']['vessel_seg']['serving']}", flush=True)
         for i, (study, reference) in enumerate(references.items(), 1):
             start = time.time()
             r = requests.post(f"{url}/infer/vessel_seg", params={"image": study, "output": "image"}, data={"params": json.dumps({"device": device})})

@@ -1,6 +1,8 @@
 """The MONAI Label app, served for real: ``monailabel start_server`` in a subprocess on
 127.0.0.1 with tiny models and a folder of synthetic angiograms, driven through the REST calls
-3D Slicer's MONAI Label plugin makes."""
+3D Slicer's MONAI Label plugin makes. The main server starts with no checkpoint (the classical
+segmenter, then the tiny ViT its first training trains); the models ``apps.demo`` trains are
+served with no size flags."""
 
 from __future__ import annotations
 
@@ -15,16 +17,20 @@ import numpy as np
 import pytest
 
 from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_png, write_nifti, write_png
+from angiokit.data.adapters.common import load_split
 from angiokit.data.synthetic import SynthConfig, synthesize
+from angiokit.metrics import dice_score
 
 from apps._server import ServerError, serve_app, wait_for_http
 
-from .conftest import SHARED_DATA, free_port
+from .conftest import SHARED_DATA, free_port, shared_data
 
 requests = pytest.importorskip("requests")
 
-SEG = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#feature_size": 8, "batch_size": 2, "num_workers": 0}
-IQA = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 48, "network_def#num_heads": 2, "network_def#mlp_dim": 96, "network_def#num_layers": 2, "batch_size": 2, "num_workers": 0}
+# what a first training trains (named sizes) and how; checkpoints carry their own sizes
+SEG = {"preset": "vit_tiny", "image_size": 32, "batch_size": 2, "num_workers": 0}
+IQA = {"preset": "vit_tiny", "image_size": 32, "batch_size": 2, "num_workers": 0}
+FIRST_START = "classical Frangi + Otsu (no training yet)"
 ROWS, COLS = 40, 64  # not square: a transposed label would not fit
 
 
@@ -93,6 +99,26 @@ def test_info_lists_models_strategies_and_scoring(server):
     assert "synthetic" in images and not any("_aux_" in k for k in images)  # auxiliary images are no studies
 
 
+def test_first_start_serves_the_classical_segmenter_that_finds_real_vessels(server, tmp_path):
+    """No checkpoint: /info says the classical Frangi + Otsu segmenter is served, and its labels
+    of the five XCAD test frames (sent as files: they are no studies of the server) reach the
+    Dice of Frangi + Otsu as ``apps.classical`` measures it (0.444)."""
+    info = requests.get(f"{server['url']}/info/").json()["models"]
+    assert info["vessel_seg"]["serving"] == FIRST_START and FIRST_START in info["vessel_seg"]["description"]
+    assert info["quality"]["serving"].startswith("untrained CASIQA (vit_tiny, 32 px)")
+    xcad = shared_data("xcad_samples")
+    dice = {}
+    for frame in load_split("xcad_samples")["test"]:
+        with open(xcad / "images" / f"{frame}.png", "rb") as f:
+            r = requests.post(f"{server['url']}/infer/vessel_seg", params={"output": "image"}, files={"file": (f"{frame}.png", f)}, data={"params": json.dumps({"device": "cpu"})})
+        assert r.status_code == 200, r.text
+        (tmp_path / f"{frame}_label.png").write_bytes(r.content)
+        label = read_angiogram(tmp_path / f"{frame}_label.png").frames[0] > 0
+        dice[frame] = dice_score(label, read_angiogram(xcad / "masks" / f"{frame}.png").frames[0] > 0)
+    print("first start, Dice on the XCAD test frames:", {k: round(v, 4) for k, v in dice.items()}, "mean", round(float(np.mean(list(dice.values()))), 4))
+    assert np.mean(list(dice.values())) >= 0.444, dice
+
+
 def test_infer_returns_a_label_in_the_studys_layout(server, tmp_path):
     r = requests.post(f"{server['url']}/infer/vessel_seg", params={"image": "frame1", "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
     assert r.status_code == 200, r.text
@@ -155,6 +181,11 @@ def test_train_fine_tunes_the_segmenter_on_submitted_labels(server):
     task = _wait(server, "train")
     assert task["status"] == "DONE", "\n".join(task.get("details", []))
     assert model.stat().st_mtime > before
+    # the first training trains the configured ViT (not the classical start), served from then on
+    served = requests.get(f"{server['url']}/info/").json()["models"]["vessel_seg"]["serving"]
+    assert served == "ViTSegmenter (vit_tiny, 32 px) trained here on the annotators' labels", served
+    r = requests.post(f"{server['url']}/infer/vessel_seg", params={"image": "frame2", "output": "json"}, data={"params": json.dumps({"device": "cpu"})})
+    assert r.status_code == 200 and r.json()["network"] == "ViTSegmenter", r.text
 
 
 def test_quality_scores_ratings_and_their_training(server, tmp_path):
@@ -288,38 +319,108 @@ def _referenced_series(client, seg_series: dict) -> str:
 # ---- starting weights, and the documentation's figure command --------------------------------
 
 
-def test_a_trained_checkpoint_is_taken_once_and_must_fit_the_configured_sizes(tmp_path):
+def _tiny_segmenter_checkpoint(path, seed: int) -> str:
+    """A ViT segmenter checkpoint as the bundle writes it (weights + what built them)."""
     import torch
 
-    from monailabel_app.lib.bundles import prepare_checkpoint, working_bundle
+    from angiokit.networks import ViTSegmenter, save_checkpoint
 
-    first = working_bundle(str(tmp_path / "a"), "xa_vessel_seg", "vessel_seg")
-    assert "built by the train config" in prepare_checkpoint(first, SEG)
-    trained = torch.load(os.path.join(first, "models", "model.pt"), weights_only=True)
-    for v in trained.values():
-        v.add_(0.01)  # "training"
-    torch.save(trained, tmp_path / "trained.pt")
+    torch.manual_seed(seed)
+    return save_checkpoint(ViTSegmenter(preset="vit_tiny", img_size=32, out_channels=2), str(path), "0.2.0", image_size=32, num_classes=2)
 
-    second = working_bundle(str(tmp_path / "b"), "xa_vessel_seg", "vessel_seg")
-    assert prepare_checkpoint(second, SEG, str(tmp_path / "trained.pt")).startswith("copied from")
-    taken = torch.load(os.path.join(second, "models", "model.pt"), weights_only=True)
-    assert all(torch.equal(taken[k], trained[k]) for k in trained)
-    assert prepare_checkpoint(second, SEG, str(tmp_path / "other.pt")).startswith("kept")  # training's weights stay
 
-    wider = {**SEG, "network_def#hidden_size": 64}
-    third = working_bundle(str(tmp_path / "c"), "xa_vessel_seg", "vessel_seg")
-    with pytest.raises(ValueError, match="do not fit the configured network.*vessel_seg_config"):
-        prepare_checkpoint(third, wider, str(tmp_path / "trained.pt"))
+def _start(model_dir, conf: dict):
+    """What a server start does for ``vessel_seg`` (working copy, weights, fit check)."""
+    from monailabel_app.lib.configs import VesselSeg
+
+    task = VesselSeg()
+    task.init("vessel_seg", str(model_dir), conf, None)
+    return task
+
+
+def test_a_newly_given_checkpoint_replaces_the_weights_and_the_same_one_keeps_them(tmp_path):
+    from monailabel_app.lib.weights import describe_weights
+
+    model_dir = tmp_path / "model"
+    weights = model_dir / "vessel_seg" / "models" / "model.pt"
+    first = _start(model_dir, {"vessel_seg_config": json.dumps(SEG)})
+    assert describe_weights(first.bundle_path) == FIRST_START
+
+    _tiny_segmenter_checkpoint(weights, seed=1)  # as the first training writes it
+    trained_here = weights.read_bytes()
+    a, b = _tiny_segmenter_checkpoint(tmp_path / "a.pt", seed=2), _tiny_segmenter_checkpoint(tmp_path / "b.pt", seed=3)
+    task = _start(model_dir, {"vessel_seg_checkpoint": a})  # a new checkpoint, no size flags: replaces
+    assert weights.read_bytes() == open(a, "rb").read()
+    assert describe_weights(task.bundle_path) == f"trained ViTSegmenter (vit_tiny, 32 px) from {a}"
+    assert [p.read_bytes() for p in (weights.parent / "replaced").glob("*.pt")] == [trained_here]  # nothing trained is lost
+
+    _tiny_segmenter_checkpoint(weights, seed=4)  # the annotators' fine-tuning
+    fine_tuned = weights.read_bytes()
+    _start(model_dir, {"vessel_seg_checkpoint": a})  # the same checkpoint again: kept
+    assert weights.read_bytes() == fine_tuned
+    assert describe_weights(task.bundle_path) == f"ViTSegmenter (vit_tiny, 32 px) trained here on the annotators' labels, starting from {a}"
+
+    _start(model_dir, {"vessel_seg_checkpoint": b})  # another one: replaces, the fine-tuned weights set aside
+    assert weights.read_bytes() == open(b, "rb").read()
+    assert fine_tuned in [p.read_bytes() for p in (weights.parent / "replaced").glob("*.pt")]
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        prepare_checkpoint(working_bundle(str(tmp_path / "d"), "xa_vessel_seg", "vessel_seg"), SEG, str(tmp_path / "missing.pt"))
+        _start(model_dir, {"vessel_seg_checkpoint": str(tmp_path / "missing.pt")})
 
 
-def test_annotation_figure_command_draws_labels_served_by_the_api(tmp_path):
-    """docs/annotation.md's figure command (untrained tiny model: the plumbing)."""
+def test_a_checkpoint_without_its_network_needs_the_sizes_it_was_trained_with(tmp_path):
+    """Checkpoints written before angiokit 0.2 (a bare state dict) load with --conf vessel_seg_config."""
+    import torch
+
+    from monailabel_app.lib.weights import describe_weights
+
+    state = torch.load(_tiny_segmenter_checkpoint(tmp_path / "new.pt", seed=0), weights_only=True)["model"]
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="does not record its network.*--conf vessel_seg_config"):
+        _start(tmp_path / "a", {"vessel_seg_checkpoint": str(tmp_path / "old.pt"), "vessel_seg_config": json.dumps({**SEG, "preset": "vit_cpu"})})
+    task = _start(tmp_path / "b", {"vessel_seg_checkpoint": str(tmp_path / "old.pt"), "vessel_seg_config": json.dumps(SEG)})
+    assert describe_weights(task.bundle_path) == f"trained network of the configured sizes (its checkpoint does not record them) from {tmp_path / 'old.pt'}"
+
+
+def _demo_checkpoints(quick_demo) -> dict:
+    """The models ``apps.demo`` trained: {model: its model.pt}."""
+    return {"vessel_seg": quick_demo["out"] / "segmentation" / "models" / "model.pt", "quality": quick_demo["out"] / "quality" / "cas_iqa" / "models" / "model.pt"}
+
+
+def test_models_trained_by_the_demo_are_served_with_no_size_flags(quick_demo, tmp_path):
+    from angiokit.networks import read_network_spec
+
+    from monailabel_app.lib.weights import network_name
+
+    checkpoints = _demo_checkpoints(quick_demo)
+    studies = tmp_path / "studies"
+    image, _ = _frame(31)
+    write_png(studies / "synthetic.png", image[0])
+    write_png(studies / "synthetic_aux_fluoro.png", _frame(32)[0][0])
+    write_dicom_xa(studies / "run.dcm", _frame(33, frames=3)[0], 0.3, 66.7)
+    conf = {"models": "all", "model_dir": str(tmp_path / "model"), "vessel_seg_checkpoint": str(checkpoints["vessel_seg"]), "quality_checkpoint": str(checkpoints["quality"])}
+    with _served(tmp_path, studies, conf) as (url, log):
+        info = requests.get(f"{url}/info/").json()["models"]
+        for model, path in checkpoints.items():
+            assert info[model]["serving"] == f"trained {network_name(read_network_spec(str(path)))} from {path}", info[model]
+        assert info["vessel_seg"]["serving"].startswith("trained ViTSegmenter (")
+        for study, frames in (("synthetic", 1), ("run", 3)):
+            r = requests.post(f"{url}/infer/vessel_seg", params={"image": study, "output": "image"}, data={"params": json.dumps({"device": "cpu"})})
+            assert r.status_code == 200, r.text + log.read_text()[-3000:]
+            suffix = ".png" if frames == 1 else ".nii.gz"
+            (tmp_path / f"{study}_label{suffix}").write_bytes(r.content)
+            assert read_angiogram(tmp_path / f"{study}_label{suffix}", volume_as_frames=True).frames.shape == (frames, ROWS, COLS)
+        r = requests.post(f"{url}/infer/quality", params={"image": "synthetic", "output": "json"}, data={"params": json.dumps({"device": "cpu"})})
+        scorer = read_network_spec(str(checkpoints["quality"]))["config"]["_target_"].rsplit(".", 1)[-1]
+        assert r.status_code == 200 and r.json()["network"] == scorer and all(1.0 <= v <= 5.0 for v in r.json()["scores"].values()), r.text
+    assert "_config" not in " ".join(conf)
+
+
+def test_annotation_figure_command_draws_labels_served_by_the_api(quick_demo, tmp_path):
+    """docs/annotation.md's figure command with the demo's segmenter (no size flags)."""
     from apps.annotation_figure import main
 
     out = tmp_path / "overlay.png"
-    main(out=str(out), config=json.dumps(SEG), workdir=str(tmp_path / "work"), synthetic_size=64)
+    main(out=str(out), checkpoint=str(_demo_checkpoints(quick_demo)["vessel_seg"]), workdir=str(tmp_path / "work"), synthetic_size=64)
     figure = read_angiogram(out).frames
     assert figure.shape[1] > 300 and figure.shape[2] > 300
     labels = sorted(p.name for p in (tmp_path / "work").glob("*_label.*"))

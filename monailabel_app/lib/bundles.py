@@ -4,10 +4,11 @@ Each model works in its own copy of a bundle under the app's model folder: the c
 copied from ``bundles/`` at every start (so code updates reach it) and ``models/`` keeps the
 weights that training writes, so fine-tuned weights never land in the source tree.
 
-``--conf <model>_config`` gives bundle overrides (a JSON object or a JSON file), the same ids
-as on the bundle's command line, e.g. ``{"preset": "vit_s16", "image_size": 128}``; they apply
-to inference, scoring and training alike. ``--conf <model>_checkpoint`` is a trained
-``model.pt`` to start from when the working copy has none yet.
+The network a model serves and trains is the one its checkpoint records (``lib/weights.py``):
+``--conf <model>_checkpoint PATH`` needs no size flags. ``--conf <model>_config`` gives bundle
+overrides (a JSON object or a JSON file, the ids of the bundle's command line): what a first
+training trains (e.g. ``{"preset": "vit_cpu", "image_size": 128}``), training options (e.g.
+``{"batch_size": 4}``), and the sizes of an older checkpoint that does not record them.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 from monai.bundle import ConfigParser
 from monailabel.interfaces.config import TaskConfig
+from monailabel.tasks.infer.bundle import BundleConstants
+
+from angiokit.networks import read_network_spec, save_checkpoint
+
+from .weights import describe_weights, prepare_weights, weights_path, without_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -58,58 +63,54 @@ def working_bundle(model_dir: str, bundle: str, model: str) -> str:
     return str(dest)
 
 
+def bundle_version(bundle_path: str) -> str:
+    with open(os.path.join(bundle_path, "configs", "metadata.json")) as f:
+        return json.load(f)["version"]
+
+
 def parse_bundle_config(bundle_path: str, config: str, overrides: Dict[str, Any]) -> ConfigParser:
+    """A config of the working copy with its metadata (``@_meta_#version``) and ``overrides``."""
     parser = ConfigParser()
     parser.read_config(os.path.join(bundle_path, "configs", config))
+    parser.read_meta(os.path.join(bundle_path, "configs", "metadata.json"))
     parser["bundle_root"] = bundle_path
     parser.update(overrides)
     return parser
 
 
-def _save_atomic(state: dict, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".pt.tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+class ServedNetworkConstants(BundleConstants):
+    """MONAI Label's infer task builds ``network_def``; the inference configs build the served
+    network as ``network``, from the checkpoint (``network_def`` is only the fallback for
+    checkpoints that do not record their network)."""
+
+    def key_network_def(self) -> str:
+        return "network"
 
 
-def prepare_checkpoint(bundle_path: str, overrides: Dict[str, Any], checkpoint: Optional[str] = None) -> str:
-    """Make sure ``models/model.pt`` exists and fits the configured network; returns where the
-    weights came from. A fresh working copy takes ``checkpoint``, or else the network as the
-    train config builds it (its pre-trained encoder if one is configured): an untrained start
-    that the train task then fine-tunes on the annotators' labels."""
-    target = os.path.join(bundle_path, "models", "model.pt")
-    network = parse_bundle_config(bundle_path, "train.json", overrides).get_parsed_content("network_def")
-    if os.path.isfile(target):
-        origin = f"kept {target}"
-    elif checkpoint:
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f"{checkpoint}: checkpoint not found (--conf {Path(bundle_path).name}_checkpoint)")
-        _save_atomic(torch.load(checkpoint, map_location="cpu", weights_only=True), target)
-        origin = f"copied from {checkpoint}"
-    else:
-        _save_atomic(network.state_dict(), target)
-        origin = "built by the train config (not trained on labels yet)"
-        logger.warning(f"{target}: no trained weights yet; the model starts {origin}")
+def check_weights_fit(bundle_path: str, model: str, overrides: Dict[str, Any]) -> None:
+    """Build the network as inference will and load the weights into it, so a checkpoint that
+    does not fit stops the start with a message instead of failing at the first request."""
+    target = weights_path(bundle_path)
+    parser = parse_bundle_config(bundle_path, "inference.json", without_recorded(bundle_path, overrides))
+    parser["device"] = "$torch.device('cpu')"
+    network = parser.get_parsed_content("network")
     state = torch.load(target, map_location="cpu", weights_only=True)
     state = state.get("model", state) if isinstance(state, dict) else state
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(
-            f"{target}: the weights do not fit the configured network; give the sizes it was trained with in "
-            f"--conf {Path(bundle_path).name}_config (now {json.dumps(overrides)}): {str(e)[:400]}"
-        ) from e
-    return origin
+        if read_network_spec(target) is None:
+            raise ValueError(
+                f"{target}: the checkpoint does not record its network (written before angiokit 0.2) and its weights do not fit "
+                f"the configured one; give the sizes it was trained with in --conf {model}_config (now {json.dumps(overrides)}): {str(e)[:400]}"
+            ) from e
+        raise ValueError(f"{target}: the weights do not fit the network the checkpoint records: {str(e)[:400]}") from e
 
 
 class BundleTaskConfig(TaskConfig):
-    """A ``TaskConfig`` whose model is a working copy of ``bundles/<BUNDLE>``: overrides from
-    ``--conf <name>_config``, starting weights from ``--conf <name>_checkpoint``."""
+    """A ``TaskConfig`` whose model is a working copy of ``bundles/<BUNDLE>``: starting weights
+    from ``--conf <name>_checkpoint`` (or the first start's), overrides from
+    ``--conf <name>_config``."""
 
     BUNDLE = ""
 
@@ -117,5 +118,15 @@ class BundleTaskConfig(TaskConfig):
         super().init(name, model_dir, conf, planner, **kwargs)
         self.overrides = bundle_overrides(conf, name)
         self.bundle_path = working_bundle(model_dir, self.BUNDLE, name)
-        origin = prepare_checkpoint(self.bundle_path, self.overrides, conf.get(f"{name}_checkpoint"))
-        logger.info(f"{name}: {self.bundle_path}; weights {origin}; overrides {self.overrides}")
+        origin = prepare_weights(self.bundle_path, name, conf.get(f"{name}_checkpoint"), self.first_start)
+        check_weights_fit(self.bundle_path, name, self.overrides)
+        logger.info(f"{name}: {self.bundle_path}; weights {origin}; serving {describe_weights(self.bundle_path)}; overrides {self.overrides}")
+
+    def first_start(self, path: str) -> str:
+        """Weights of a working copy started with no checkpoint: the network as the train config
+        builds it (its pre-trained encoder if one is configured), untrained, with what built it.
+        Returns their source for the origin record."""
+        spec = parse_bundle_config(self.bundle_path, "train.json", self.overrides).get_parsed_content("network_spec")
+        save_checkpoint(spec.network, path, spec.bundle_version, **spec.settings)
+        logger.warning(f"{path}: no checkpoint given; {self.name} starts untrained (train it on the annotators' labels)")
+        return "untrained"

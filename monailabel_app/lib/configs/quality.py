@@ -2,8 +2,12 @@
 annotators' ratings, with its scoring and the ``quality_lowest`` / ``quality_uncertain``
 strategies.
 
---conf quality_config       bundle overrides (JSON or file), e.g. the sizes it was trained at
---conf quality_checkpoint   a trained model.pt to start from (when the working copy has none)
+--conf quality_checkpoint   a trained model.pt to serve and fine-tune (its network as recorded)
+--conf quality_config       bundle overrides (JSON or file): what an untrained start builds,
+                            training options, the sizes of a checkpoint that records none
+
+With no checkpoint the scorer starts untrained (the configured network, its pre-trained encoder
+if one is configured) and ``/info`` says so.
 """
 
 from __future__ import annotations

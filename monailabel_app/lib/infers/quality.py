@@ -8,12 +8,11 @@ from typing import Any, Dict
 import torch
 from monai.data import list_data_collate
 from monailabel.interfaces.tasks.infer_v2 import InferType
-from monailabel.tasks.infer.bundle import BundleInferTask
 
-from angiokit.data.quality_dataset import auxiliary_paths, prepare_quality_batch, quality_transforms
+from angiokit.data.quality_dataset import auxiliary_paths, prepare_quality_batch
 from angiokit.engines.iqa_handlers import describe
 
-from ..bundles import parse_bundle_config
+from .bundle_infer import AngioBundleInfer
 
 BATCH_KEYS = ("image", "fluoro", "reference", "fluoro_available", "reference_available")
 
@@ -30,7 +29,7 @@ class AuxiliaryImagesd:
         return d
 
 
-class QualityInfer(BundleInferTask):
+class QualityInfer(AngioBundleInfer):
     """A classification-type task: the result is JSON, no label file::
 
         {"scores": {"guidewire": 3.41, "branch": ..., "artifact": ...},     # expected level, 1-5
@@ -40,16 +39,13 @@ class QualityInfer(BundleInferTask):
     """
 
     def __init__(self, path: str, conf: Dict[str, str], overrides: Dict[str, Any], **kwargs):
-        self.overrides = overrides  # read by _load_bundle_config, during the base constructor
-        super().__init__(path, conf, type=InferType.CLASSIFICATION, add_post_restore=False, load_strict=True, **kwargs)
+        super().__init__(path, conf, overrides, type=InferType.CLASSIFICATION, add_post_restore=False, **kwargs)
         self.metrics = list(self.bundle_config.get_parsed_content("prompts"))
 
-    def _load_bundle_config(self, path, config):
-        return parse_bundle_config(path, os.path.basename(config), self.overrides)
-
     def pre_transforms(self, data=None):
-        size = int(self.bundle_config.get_parsed_content("image_size"))
-        return [AuxiliaryImagesd()] + list(quality_transforms(size).transforms)
+        # the bundle's own pipeline (inference.json "preprocessing"), so an override of one of its
+        # transforms reaches the app too
+        return [AuxiliaryImagesd()] + list(self.bundle_config.get_parsed_content("preprocessing", instantiate=True).transforms)
 
     def run_inferer(self, data: Dict[str, Any], convert_to_batch=True, device="cuda"):
         network = self._get_network(device, data)

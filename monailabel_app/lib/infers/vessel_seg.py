@@ -8,16 +8,15 @@ from typing import Any, Dict
 from monai.data import ITKReader
 from monai.transforms import LoadImaged
 from monailabel.interfaces.tasks.infer_v2 import InferType
-from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.transform.pre import LoadImageTensord
 
 from angiokit.data.pretrain import LoadAngiogramd
 
-from ..bundles import parse_bundle_config
 from ..transforms import FramesToITKd, ITKFramesd
+from .bundle_infer import AngioBundleInfer
 
 
-class VesselSegInfer(BundleInferTask):
+class VesselSegInfer(AngioBundleInfer):
     """The bundle's network, scaling, inferer and softmax; studies loaded as the viewers load
     them (ITK) and every frame of a cine segmented, the label returned in the study's layout.
 
@@ -27,11 +26,7 @@ class VesselSegInfer(BundleInferTask):
     """
 
     def __init__(self, path: str, conf: Dict[str, str], overrides: Dict[str, Any], **kwargs):
-        self.overrides = overrides  # read by _load_bundle_config, during the base constructor
-        super().__init__(path, conf, type=InferType.SEGMENTATION, pre_filter=[LoadAngiogramd], add_post_restore=False, load_strict=True, **kwargs)
-
-    def _load_bundle_config(self, path, config):
-        return parse_bundle_config(path, os.path.basename(config), self.overrides)
+        super().__init__(path, conf, overrides, type=InferType.SEGMENTATION, pre_filter=[LoadAngiogramd], add_post_restore=False, **kwargs)
 
     def pre_transforms(self, data=None):
         load = LoadImaged("image", reader=ITKReader(), image_only=False)

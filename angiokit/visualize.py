@@ -45,6 +45,8 @@ def error_overlay(image: np.ndarray, pred: np.ndarray, target: np.ndarray, alpha
 def save_grid(tiles: Sequence[np.ndarray], path: str, ncols: int, titles: Optional[Sequence[str]] = None, tile_inches: float = 2.6, dpi: int = 100, compact: bool = False) -> str:
     """Save tiles (grey or RGB) as one PNG grid; written to a temp file, then renamed.
 
+    ``tile_inches`` is a tile's width; its height follows the tiles' shape, so the panels fill the
+    figure (no white canvas around wide or tall tiles), with thin gaps and the titles above them.
     ``compact`` stores a 256-colour palette PNG (about 3x smaller; for figures committed to docs).
     """
     import matplotlib
@@ -53,19 +55,22 @@ def save_grid(tiles: Sequence[np.ndarray], path: str, ncols: int, titles: Option
     import matplotlib.pyplot as plt
 
     nrows = int(np.ceil(len(tiles) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * tile_inches, nrows * tile_inches), squeeze=False)
+    aspect = max(np.shape(t)[0] / np.shape(t)[1] for t in tiles)  # height / width of the tallest tile
+    title_inches = 0.25 if titles is not None else 0.0
+    size = (ncols * tile_inches, nrows * (tile_inches * aspect + title_inches))
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, gridspec_kw={"wspace": 0.03, "hspace": (title_inches + 0.04) / (tile_inches * aspect)})
     for ax in axes.ravel():
         ax.axis("off")
     for i, tile in enumerate(tiles):
         ax = axes.ravel()[i]
         ax.imshow(tile, cmap="gray" if np.ndim(tile) == 2 else None, vmin=0, vmax=255, interpolation="lanczos")
         if titles is not None:
-            ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout(pad=0.3)
+            ax.set_title(titles[i], fontsize=8, pad=3)
+    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, top=1 - (title_inches + 0.02) / size[1])
     out_dir = os.path.dirname(os.path.abspath(path))
     os.makedirs(out_dir, exist_ok=True)
     tmp = os.path.join(out_dir, f".{os.path.basename(path)}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.04)
     plt.close(fig)
     if compact:
         from PIL import Image

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
-from apps._runner import REPO
+from apps.experiment import REPO
 
 
 class ServerError(RuntimeError):

@@ -3,6 +3,10 @@
     python -m apps.classical --datalist OUT/datalist.json                          # Otsu per image, test split
     python -m apps.classical --datalist OUT/datalist.json --threshold tuned        # tuned on the training split
     python -m apps.classical --datalist D --method sato --eval_split validation --csv per_image.csv
+
+The same segmenter is the vessel segmentation bundle's ``configs/frangi.json`` overlay, which is
+how apps.demo and apps.compare score it (by the bundle's evaluate config, like every method);
+this tool adds threshold tuning and figures of the vesselness.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     python -m apps.iqa_benchmark --out runs/iqa_quick --quick    # plumbing check (minutes)
     python -m apps.iqa_benchmark --out runs/iqa --models full,no_must   # some of the models
 
-Steps (skipped once finished, so an interrupted run resumes):
+Stages (each step skipped once finished, so an interrupted run resumes):
   1. the benchmark: ``angiokit.data.quality.write_quality_benchmark`` (proxy labels; splits by case);
   2. classical baselines on the test split: BRISQUE, PIQE, blur effect (no reference), SSIM /
      PSNR against the real contrast frame C (full reference);
@@ -25,9 +25,14 @@ from typing import Dict
 import fire
 import numpy as np
 
-from apps._runner import REPO, Steps, bundle_command
+from apps.experiment import Experiment, choose_profile, markdown_table, vit_overrides, write_json, write_text
 
-BUNDLE = os.path.join(REPO, "bundles", "cas_iqa", "configs")
+PROFILES = {
+    "quick": dict(cases=24, size=128, image_size=64, encoder_size=None, epochs=1, width=64, depth=2),
+    "default": dict(cases=4800, size=256, image_size=224, encoder_size=None, epochs=40, width=192, depth=6),
+}
+STAGES = ("benchmark", "baselines", "models", "report")
+# model: (its row in the table, the overlays on the CAS-IQA bundle's train.json that make it)
 MODELS = {
     "vit_regressor": ("Plain ViT regressor (S only, no MUST)", ["vit_regressor"]),
     "no_auxiliary": ("CAS-IQA without auxiliary images", ["no_auxiliary"]),
@@ -77,64 +82,59 @@ def severity_ceilings(scores_csv: str, split: str = "test") -> Dict[str, Dict[st
 def main(out: str = "runs/iqa", quick: bool = False, cases: int = None, size: int = None, image_size: int = None, encoder_size: int = None, epochs: int = None, width: int = None, depth: int = None, workers: int = 1, pretrained_encoder: str = "", models: str = ",".join(MODELS)):
     """Run (or resume) the benchmark and write OUT/results.md; ``models``: which learned models
     (comma-separated keys of ``MODELS``); ``encoder_size``: the ViT's input size when it is to be
-    smaller than ``image_size``, where the pixel residuals are compared (default the same)."""
+    smaller than ``image_size``, where the pixel residuals are compared (default the same);
+    ``pretrained_encoder``: a VasoMIM encoder.pt to start from (its sizes, not ``width`` / ``depth``)."""
     from angiokit.data.quality import METRICS, benchmark_mismatch, benchmark_settings
     from angiokit.data.quality_dataset import default_benchmark
-    from angiokit.data.writers import atomic_path
 
-    cfg = dict(cases=24, size=128, image_size=64, epochs=1, width=32, depth=2) if quick else dict(cases=4800, size=256, image_size=224, epochs=40, width=192, depth=6)
-    cfg.update({k: v for k, v in dict(cases=cases, size=size, image_size=image_size, epochs=epochs, width=width, depth=depth).items() if v is not None})
-    cfg["encoder_size"] = int(encoder_size or cfg["image_size"])
-    steps = Steps(out)
-    started = time.time()
-    scores_csv = steps.path("benchmark", "scores.csv")
-    # models trained here on another benchmark (size, image size, label rule) would be reused as
-    # if they matched it
-    mismatch = benchmark_mismatch(steps.path("benchmark"), benchmark_settings(cfg["cases"], cfg["size"])) if os.path.isfile(scores_csv) else ""
-    if mismatch:
-        raise SystemExit(f"{out} holds another benchmark than the one asked for, and models trained on it: {mismatch}; pass the settings it was made with to reuse it, or another --out")
-    default_benchmark(steps.path("benchmark"), n=cfg["cases"], size=cfg["size"], workers=os.cpu_count() or 1)
-    baselines_file = steps.path("baselines.json")
-    if not os.path.exists(baselines_file):
-        t = time.time()
-        with atomic_path(baselines_file) as tmp:
-            json.dump(classical_baselines(scores_csv), open(tmp, "w"), indent=2)
-        steps.timings["classical baselines"] = time.time() - t
-    baselines = json.load(open(baselines_file))
-    net = {"preset": "vit_s16", "network_def#hidden_size": cfg["width"], "network_def#num_heads": max(cfg["width"] // 64, 1), "network_def#mlp_dim": 4 * cfg["width"], "network_def#num_layers": cfg["depth"]}
-    common = {**net, "dataset_dir": steps.path("benchmark"), "image_size": cfg["image_size"], "encoder_size": cfg["encoder_size"], "num_workers": workers}
-    if pretrained_encoder:
-        common["pretrained_encoder"] = os.path.abspath(pretrained_encoder)
+    cfg = choose_profile(PROFILES, "quick" if quick else "default", dict(cases=cases, size=size, image_size=image_size, encoder_size=encoder_size, epochs=epochs, width=width, depth=depth))
+    cfg["encoder_size"] = int(cfg["encoder_size"] or cfg["image_size"])
     chosen = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
     unknown = set(chosen) - set(MODELS)
     if unknown:
         raise SystemExit(f"unknown models {sorted(unknown)}; known: {list(MODELS)}")
+    exp = Experiment(out, STAGES)
+    started = time.time()
+    exp.stage("benchmark")
+    benchmark = exp.path("benchmark")
+    scores_csv = os.path.join(benchmark, "scores.csv")
+    # models trained here on another benchmark (size, image size, label rule) would be reused as
+    # if they matched it
+    mismatch = benchmark_mismatch(benchmark, benchmark_settings(cfg["cases"], cfg["size"])) if os.path.isfile(scores_csv) else ""
+    if mismatch:
+        raise SystemExit(f"{out} holds another benchmark than the one asked for, and models trained on it: {mismatch}; pass the settings it was made with to reuse it, or another --out")
+    default_benchmark(benchmark, n=cfg["cases"], size=cfg["size"], workers=os.cpu_count() or 1)
+
+    exp.stage("baselines")
+    baselines_file = exp.path("baselines.json")
+    if not os.path.exists(baselines_file):
+        t = time.time()
+        write_json(baselines_file, classical_baselines(scores_csv))
+        exp.timings["classical baselines"] = time.time() - t
+    baselines = json.load(open(baselines_file))
+
+    exp.stage("models")
+    # sizes: the encoder's when starting from one, else a ViT of width x depth
+    start = {"pretrained_encoder": os.path.abspath(pretrained_encoder)} if pretrained_encoder else vit_overrides(cfg["width"], cfg["depth"])
+    train = {**start, "dataset_dir": benchmark, "image_size": cfg["image_size"], "encoder_size": cfg["encoder_size"], "num_workers": workers,
+             "max_epochs": cfg["epochs"], "warmup_epochs": max(1, cfg["epochs"] // 15), "val_interval": max(1, cfg["epochs"] // 10)}
     learned = {}
     for key in chosen:
-        extra = MODELS[key][1]
-        root = steps.path("models", key)
-        configs = [os.path.join(BUNDLE, "train.json")] + [os.path.join(BUNDLE, f"{e}.json") for e in extra]
-        train = {**common, "max_epochs": cfg["epochs"], "warmup_epochs": max(1, cfg["epochs"] // 15), "val_interval": max(1, cfg["epochs"] // 10)}
-        steps.run(f"train_{key}", os.path.join(root, "models", "model.pt"), bundle_command(configs, root, train))
-        evaluation = os.path.join(root, "eval_test")
-        steps.run(f"evaluate_{key}", os.path.join(evaluation, "correlations.json"), bundle_command(configs + [os.path.join(BUNDLE, "evaluate.json")], root, {**common, "output_dir": evaluation, "num_workers": 0}))
-        learned[key] = json.load(open(os.path.join(evaluation, "correlations.json")))
+        overlays = MODELS[key][1]
+        exp.train_quality(f"train_{key}", os.path.join("models", key), overlays, train)
+        learned[key] = exp.evaluate_quality(f"evaluate_{key}", os.path.join("models", key), overlays, benchmark)
 
-    lines = [f"Settings: {json.dumps(cfg)}; test split of {steps.path('benchmark', 'scores.csv')}; this invocation {(time.time() - started) / 60:.1f} min ("
-             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in steps.timings.items()) + ")", "",
-             "| method | " + " | ".join(f"{m} SRCC | {m} PLCC" for m in METRICS) + " |", "|---" * (1 + 2 * len(METRICS)) + "|"]
-    for name, r in baselines.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r['srcc'][m]:.3f} | {r['plcc'][m]:.3f}" for m in METRICS) + " |")
-    for key, r in learned.items():
-        lines.append(f"| {MODELS[key][0]} | " + " | ".join(f"{r['srcc'][m]:.3f} | {r['plcc'][m]:.3f}" for m in METRICS) + " |")
+    exp.stage("report")
     ceilings = severity_ceilings(scores_csv)
-    for label, r in ceilings.items():
-        lines.append(f"| *{label}* | " + " | ".join(f"*{r[m]:.3f}* | " for m in METRICS) + " |")
+    rows = [[name] + [r[k][m] for m in METRICS for k in ("srcc", "plcc")] for name, r in baselines.items()]
+    rows += [[MODELS[key][0]] + [r[k][m] for m in METRICS for k in ("srcc", "plcc")] for key, r in learned.items()]
+    rows += [[f"*{label}*"] + [x for m in METRICS for x in (f"*{r[m]:.3f}*", "")] for label, r in ceilings.items()]
+    lines = [f"Settings: {json.dumps(cfg)}; test split of {scores_csv}; this invocation {(time.time() - started) / 60:.1f} min ("
+             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in exp.timings.items()) + ")", "",
+             *markdown_table(["method"] + [f"{m} {k}" for m in METRICS for k in ("SRCC", "PLCC")], rows)]
     text = "\n".join(lines) + "\n"
-    with atomic_path(steps.path("results.md")) as tmp:
-        open(tmp, "w").write(text)
-    with atomic_path(steps.path("results.json")) as tmp:
-        json.dump({"settings": cfg, "baselines": baselines, "learned": learned, "severity_ceilings": ceilings, "timings_s": steps.timings}, open(tmp, "w"), indent=2)
+    write_text(exp.path("results.md"), text)
+    write_json(exp.path("results.json"), {"settings": cfg, "baselines": baselines, "learned": learned, "severity_ceilings": ceilings, "timings_s": exp.timings})
     print(text)
 
 

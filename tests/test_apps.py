@@ -113,18 +113,18 @@ def test_bench_prior_prints_its_headline_last():
 
 def test_steps_rerun_a_step_that_wrote_its_output_but_failed(tmp_path):
     """A training step writes its checkpoint before it ends; an interrupted one must run again."""
-    from apps._runner import Steps
+    from apps.experiment import Experiment
 
     output = tmp_path / "model.pt"
     failing = [sys.executable, "-c", f"open({str(output)!r}, 'w').write('partial'); raise SystemExit(1)"]
-    steps = Steps(str(tmp_path / "run"))
+    steps = Experiment(str(tmp_path / "run"))
     with pytest.raises(RuntimeError, match="command failed"):
         steps.run("train", str(output), failing)
     assert output.exists()
     succeeding = [sys.executable, "-c", f"open({str(output)!r}, 'w').write('final')"]
     steps.run("train", str(output), succeeding)
     assert output.read_text() == "final" and "train" in steps.timings
-    again = Steps(str(tmp_path / "run"))
+    again = Experiment(str(tmp_path / "run"))
     again.run("train", str(output), failing)  # finished before: not run, so it cannot fail
     assert output.read_text() == "final" and again.timings == {}
 

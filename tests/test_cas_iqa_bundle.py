@@ -7,7 +7,7 @@ import torch
 
 from .bundle_utils import verify_metadata, workflow
 
-NET = {"preset": "vit_s16", "image_size": 32, "network_def#hidden_size": 64, "network_def#num_heads": 2, "network_def#mlp_dim": 128, "network_def#num_layers": 2}
+NET = {"preset": "vit_tiny", "image_size": 32}  # sizes named once, for training: evaluation and inference read them from model.pt
 
 
 def _run(names, workflow_type, root, **overrides):
@@ -81,7 +81,7 @@ def test_a_wrong_starting_model_is_named_before_training(tmp_path):
 
 def test_evaluate_reports_correlations_and_scatter(trained):
     out = trained / "evaluation"
-    _run(["train", "evaluate"], "train", trained, output_dir=str(out), num_workers=0, synthetic_cases=16, benchmark_size=64, **NET)
+    _run(["train", "evaluate"], "train", trained, output_dir=str(out), num_workers=0, synthetic_cases=16, benchmark_size=64)
     result = json.load(open(out / "correlations.json"))
     assert set(result) == {"n", "srcc", "plcc", "krcc", "confidence_interval"} and result["n"] >= 1
     assert set(result["srcc"]) == {"guidewire", "branch", "artifact", "mean"}
@@ -92,7 +92,7 @@ def test_evaluate_reports_correlations_and_scatter(trained):
 
 def test_inference_writes_one_json_per_image_with_its_auxiliary_images(trained, tmp_path):
     images = trained / "data" / "quality_benchmark" / "images"
-    _run(["inference"], "infer", trained, dataset_dir=str(images), output_dir=str(tmp_path), **NET)
+    _run(["inference"], "infer", trained, dataset_dir=str(images), output_dir=str(tmp_path))
     docs = sorted(tmp_path.glob("*_quality.json"))
     assert len(docs) == 16  # the *_aux_* files are not scored
     doc = json.load(open(docs[0]))

@@ -42,7 +42,8 @@ class VesselnessThresholdSegmenter(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 1, H, W] frames -> [B, 1, H, W] {0, 1} float masks ([B, 2, H, W] one-hot with
         ``out_channels`` 2)."""
-        mask = self.mask(images)
+        with torch.autocast(images.device.type, enabled=False):  # Hessians in fp16 under AMP would lose the thin vessels
+            mask = self.mask(images.float())
         return torch.cat([1 - mask, mask], 1) if self.out_channels == 2 else mask
 
     def mask(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The main job: the whole system on this machine, from nothing, in one command.
 
-    python -m apps.demo                       # about 8 minutes on a 2-core CPU; uses a GPU if present
+    python -m apps.demo                       # about 12 minutes on a 2-core CPU; uses a GPU if present
     python -m apps.demo --quick               # every stage at tiny sizes (about 3 minutes)
     python -m apps.demo --labeled ../shared/data/xcad_samples --unlabeled ../shared/data/xa_cine_kragujevac/images
 

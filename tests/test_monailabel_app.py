@@ -427,3 +427,49 @@ def test_annotation_figure_command_draws_labels_served_by_the_api(quick_demo, tm
     assert "synthetic_label.png" in labels
     if SHARED_DATA.joinpath("dicom_xa").exists():
         assert "real_cine_label.nii.gz" in labels and read_angiogram(tmp_path / "work" / "real_cine_label.nii.gz", volume_as_frames=True).frames.shape[0] == 12
+
+
+def test_ids_and_tags_never_reach_outside_the_studies_folder(server, tmp_path):
+    """Path-traversal vectors on the write endpoints (issue 25, point 1): each is a 400 naming
+    what is allowed, and nothing is written beside or above the studies folder."""
+    url, studies, root = server["url"], server["studies"], server["root"]
+    write_mask_png(tmp_path / "frame2.png", server["truth"]["frame2"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (studies / "labels").mkdir(exist_ok=True)
+    os.symlink(outside, studies / "labels" / "linked", target_is_directory=True)
+    for tag in ("../../../escape_tag", str(tmp_path / "abs_tag"), "..", "a\x00b", "x" * 300, "linked"):
+        r = _put_label(server, "frame2", tmp_path / "frame2.png", tag=tag)
+        assert r.status_code == 400, (tag, r.status_code, r.text)
+        assert "refused" in r.json()["detail"]
+    for image_id in ("../escape_img", str(tmp_path / "abs_img"), "..", "a/b"):
+        with open(tmp_path / "frame2.png", "rb") as f:
+            r = requests.put(f"{url}/datastore/image", params={"image": image_id}, files={"file": ("upload.png", f)})
+        assert r.status_code == 400, (image_id, r.status_code, r.text)
+    assert not list(outside.iterdir()) and not (root / "escape_tag").exists() and not (root / "escape_img.png").exists()
+    assert not (tmp_path / "abs_tag").exists() and not (tmp_path / "abs_img.png").exists()
+    assert requests.get(f"{url}/info/").status_code == 200  # the server is unharmed
+
+
+def test_a_crash_in_the_middle_of_a_label_copy_keeps_the_previous_label(tmp_path, monkeypatch):
+    """Labels are copied to a temporary file, flushed, then renamed (issue 25, point 4)."""
+    from monailabel_app.lib import datastore as store
+
+    image, vessel = _frame(3)
+    write_png(tmp_path / "studies" / "frame.png", image[0])
+    ds = store.AngioDatastore(str(tmp_path / "studies"), auto_reload=False)
+    write_mask_png(tmp_path / "first.png", vessel[0])
+    ds.save_label("frame", str(tmp_path / "first.png"), "final", {})
+    stored = tmp_path / "studies" / "labels" / "final" / "frame.png"
+    before = stored.read_bytes()
+
+    def crash_halfway(src, dst, *args, **kwargs):
+        dst.write(src.read(10))
+        raise OSError("disk pulled out mid-copy")
+
+    monkeypatch.setattr(store.shutil, "copyfileobj", crash_halfway)
+    write_mask_png(tmp_path / "second.png", 1 - vessel[0])
+    with pytest.raises(OSError, match="mid-copy"):
+        ds.save_label("frame", str(tmp_path / "second.png"), "final", {})
+    assert stored.read_bytes() == before and np.array_equal(read_angiogram(stored).frames[0] > 0, vessel[0] > 0)
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["frame.png"]  # no temporary file left

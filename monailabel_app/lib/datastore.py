@@ -6,7 +6,13 @@ rating (label tag ``quality``) must be the JSON of ``angiokit.data.quality.read_
 refused upload is an HTTP 422 naming the problem and every earlier label stays as it was; an
 unknown image id is an HTTP 404; replacing an image that has labels by a different one is an
 HTTP 409. Auxiliary images of synthetic angiograms (``*_aux_*``, found by the naming rule) are
-not studies of their own. The datastore file is written to a temporary file, then renamed.
+not studies of their own.
+
+Nothing is written outside the studies folder: an uploaded image's id and a label's tag must be
+plain names (letters, digits, ``.``, ``_``, ``-``; no ``..``, no separators, no NUL), and every
+destination must resolve (links followed) inside the folder, else HTTP 400. Images, labels and
+the datastore file are written to a temporary file in the destination's folder, flushed to disk,
+then renamed over the destination: a crash mid-copy leaves the previous file as it was.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ import filecmp
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
+import time
 from typing import Any, Dict, List
 
 from fastapi import HTTPException
 from filelock import FileLock
-from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore
 from monailabel.interfaces.datastore import Datastore
 
 from angiokit.data import AngioDataError, read_angiogram
@@ -49,6 +58,41 @@ def check_label(image_uri: str, label_file: str, label_tag: str, label_info: Dic
     if label.min() < 0:
         raise ValueError("label has negative values; expected class indices")
     return label_info
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a plain file name part (an uploaded image's id, a label tag), else an
+    HTTP 400 saying what is allowed: ids and tags become file and folder names."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise HTTPException(status_code=400, detail=f"{what} {value!r} refused: expected 1 to 200 letters, digits, '.', '_' or '-' (no '..', no path)")
+    return value
+
+
+def inside(folder: str, path: str, what: str) -> str:
+    """``path`` resolved (links followed) if it lies inside ``folder``, else an HTTP 400."""
+    root, resolved = os.path.realpath(folder), os.path.realpath(path)
+    if os.path.commonpath([root, resolved]) != root:
+        raise HTTPException(status_code=400, detail=f"{what} refused: it would be written outside the studies folder")
+    return resolved
+
+
+def atomic_copy(source: str, dest: str) -> None:
+    """Copy ``source`` onto ``dest`` through a temporary file in ``dest``'s folder, flushed to
+    disk before the rename, so ``dest`` is either the old file or the whole new one."""
+    folder = os.path.dirname(dest)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def refuse(what: str, error: Exception, upload: str = "") -> HTTPException:
@@ -100,24 +144,47 @@ class AngioDatastore(LocalDatastore):
         return super().get_image_uri(image_id)
 
     def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
+        default_id, image_ext = self._to_id(os.path.basename(image_filename))
+        image_id = check_name(image_id or default_id, "image id")
+        dest = inside(self._datastore_path, os.path.join(self._datastore.image_path(), self._filename(image_id, image_ext)), f"image {image_id!r}")
         try:
             read_angiogram(image_filename, volume_as_frames=True)
         except AngioDataError as e:
-            raise refuse(f"image {image_id or 'upload'}", e, image_filename) from e
-        image_id = image_id or self._to_id(os.path.basename(image_filename))[0]
+            raise refuse(f"image {image_id}", e, image_filename) from e
         if image_id in self._datastore.objects and self._datastore.objects[image_id].labels:
             current = super().get_image_uri(image_id)
             if not (os.path.isfile(current) and filecmp.cmp(current, image_filename, shallow=False)):
                 raise HTTPException(status_code=409, detail=f"image {image_id!r} has labels; remove it before uploading a different image under its id")
-        return super().add_image(image_id, image_filename, image_info)
+        # as LocalDatastore.add_image, but the copy is atomic
+        with FileLock(self._lock_file):
+            atomic_copy(image_filename, dest)
+            info = {**(image_info or {}), "ts": int(time.time()), "name": os.path.basename(dest)}
+            self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=image_ext))
+            self._update_datastore_file(lock=False)
+        return image_id
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         self._known(image_id)
+        check_name(label_tag, "label tag")
+        _, label_ext = self._to_id(os.path.basename(label_filename))
+        label_path = self._datastore.label_path(label_tag)
+        dest = inside(self._datastore_path, os.path.join(label_path, self._filename(image_id, label_ext)), f"label for {image_id!r} ({label_tag})")
         try:
             label_info = check_label(super().get_image_uri(image_id), label_filename, label_tag, label_info)
         except (ValueError, AngioDataError) as e:
             raise refuse(f"label for {image_id} ({label_tag})", e, label_filename) from e
-        return super().save_label(image_id, label_filename, label_tag, label_info)
+        # as LocalDatastore.save_label, but the copy is atomic: a crash mid-copy keeps the previous label
+        with FileLock(self._lock_file):
+            os.makedirs(label_path, exist_ok=True)
+            atomic_copy(label_filename, dest)
+            info = {**(label_info or {}), "ts": int(time.time()), "name": os.path.basename(dest)}
+            self._datastore.objects[image_id].labels[label_tag] = DataModel(info=info, ext=label_ext)
+            self._update_datastore_file(lock=False)
+        return image_id
+
+    def remove_label(self, label_id: str, label_tag: str) -> None:
+        check_name(label_tag, "label tag")
+        return super().remove_label(label_id, label_tag)
 
     def _update_datastore_file(self, lock=True):
         # the base class rewrites the file in place: a crash mid-write would lose every label's record

@@ -145,7 +145,8 @@ class AngioDatastore(LocalDatastore):
 
     def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
         default_id, image_ext = self._to_id(os.path.basename(image_filename))
-        image_id = check_name(image_id or default_id, "image id")
+        # an id named by the client must be plain; one taken from the file name is made plain
+        image_id = check_name(image_id or re.sub(r"[^A-Za-z0-9._-]+", "_", default_id).strip("._-")[:200], "image id")
         dest = inside(self._datastore_path, os.path.join(self._datastore.image_path(), self._filename(image_id, image_ext)), f"image {image_id!r}")
         try:
             read_angiogram(image_filename, volume_as_frames=True)

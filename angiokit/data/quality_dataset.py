@@ -102,11 +102,6 @@ def score_items(scores_csv: str, splits: Sequence[str] = ("training",)) -> List[
     return rows_to_items(rows)
 
 
-def quality_dataset(scores_csv: str, splits: Sequence[str] = ("training",), image_size: int = 224, augment: bool = False) -> Dataset:
-    """``score_items`` with ``quality_transforms``."""
-    return Dataset(score_items(scores_csv, splits), transform=quality_transforms(image_size, augment))
-
-
 def prepare_quality_batch(batch: Dict, device=None, non_blocking: bool = False, **_):
     """MONAI ``prepare_batch``: (S, target, (), auxiliary images and their flags as kwargs)."""
     move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731

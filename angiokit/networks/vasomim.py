@@ -12,7 +12,7 @@ pass changes, so the anatomy-guided sampler in ``guided_masking`` decides which 
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 from monai.networks.nets import MaskedAutoEncoderViT

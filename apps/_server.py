@@ -42,18 +42,34 @@ def wait_for_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: flo
     raise ServerError(f"{url} did not answer in {timeout:.0f} s:\n{Path(log_path).read_text()[-4000:]}")
 
 
+def app_folder(workdir: Path) -> Path:
+    """A folder that is the app (``main.py`` and ``lib/`` linked to the checkout's) for
+    ``--app``: MONAI Label creates ``model/``, ``logs/`` and ``bin/`` in the app folder at every
+    start, and a test or figure server must leave the checkout as it found it."""
+    app = workdir / "app"
+    app.mkdir(parents=True, exist_ok=True)
+    for part in ("main.py", "lib"):
+        if not (app / part).exists():
+            os.symlink(os.path.join(REPO, "monailabel_app", part), app / part)
+    return app
+
+
 @contextlib.contextmanager
-def serve_app(workdir, studies: str, conf: Dict[str, str], timeout: float = 240, env: Optional[Dict[str, str]] = None) -> Iterator[Tuple[str, Path]]:
+def serve_app(workdir, studies: str, conf: Dict[str, str], timeout: float = 240, env: Optional[Dict[str, str]] = None, via_script: bool = False) -> Iterator[Tuple[str, Path]]:
     """Yield (URL, log path) of a running ``monailabel_app`` server on ``studies`` with ``--conf``
-    ``conf``; stopped on exit."""
+    ``conf``; stopped on exit. Everything the server writes (its model folder unless ``conf``
+    names one, its logs) stays in ``workdir``. ``via_script``: started by the ``monailabel``
+    script, as the documentation's commands are (it passes each value through the shell once
+    more), instead of ``python -m monailabel.main``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", os.path.join(REPO, "monailabel_app"), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
+    launcher = [str(Path(sys.executable).parent / "monailabel")] if via_script else [sys.executable, "-m", "monailabel.main"]
+    cmd = launcher + ["start_server", "--app", str(app_folder(workdir)), "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port)]
     for k, v in conf.items():
         cmd += ["--conf", k, v]
     # scoring runs when asked (the tests and figures ask); the repository is importable as in a checkout
-    env = {**os.environ, **(env or {}), "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, **(env or {}), "MONAILABEL_PYEXE": sys.executable, "MONAI_LABEL_AUTO_UPDATE_SCORING": "false", "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
     log_path = workdir / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Dict
 
 from lib.configs import CONFIGS
 from lib.datastore import EXTENSIONS, AngioDatastore
 from lib.dicomweb import angio_dicomweb_datastore
+from lib.serving import image_to_infer, infer_off_the_event_loop
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -55,12 +57,22 @@ class AngioApp(MONAILabelApp):
             description="Vessel segmentation of frames and cines, CAS-IQA quality scores of synthetic angiograms, active learning",
             version=angiokit.__version__,
         )
+        if "monailabel.app" in sys.modules:  # in the server (not in a training or scoring subprocess)
+            infer_off_the_event_loop()
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):
             self.studies = self.studies.rstrip("/").strip()
             return angio_dicomweb_datastore(self.studies)
         return AngioDatastore(self.studies, extensions=EXTENSIONS, auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD, read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+
+    def infer(self, request, datastore=None):
+        """MONAI Label's, on a study id or a file the endpoint made only (``lib/serving.py``)."""
+        if isinstance(request.get("image"), str):
+            study_file = image_to_infer(datastore or self.datastore(), request["image"])
+            if study_file:
+                request = {**request, "image": study_file}
+        return super().infer(request, datastore)
 
     def init_infers(self):
         return {k: v for config in self.models.values() for k, v in config.infer().items()}

@@ -141,3 +141,21 @@ def test_links_in_readme_and_docs_point_at_files_that_exist():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, broken
+
+
+def test_documented_server_commands_survive_the_monailabel_script():
+    """The ``monailabel`` script re-splits its arguments (``exec python -m monailabel.main $*``):
+    a documented ``monailabel start_server`` whose --conf value holds a space would fail with
+    "unrecognized arguments" (JSON options are given as files)."""
+    import re
+    import shlex
+
+    pages = [REPO / "README.md", REPO / "monailabel_app" / "README.md"] + sorted((REPO / "docs").glob("*.md")) + sorted((REPO / "bundles").glob("*/docs/README.md"))
+    commands = []
+    for page in pages:
+        text = page.read_text().replace("\\\n", " ")  # continued lines
+        commands += [(page.name, line) for line in text.splitlines() if re.match(r"\s*monailabel start_server", line)]
+    assert len(commands) >= 5, commands
+    for page, line in commands:
+        args = shlex.split(line.split("#")[0])
+        assert [a for a in args if " " in a or "\t" in a] == [], (page, line)

@@ -451,15 +451,27 @@ def test_ids_and_tags_never_reach_outside_the_studies_folder(server, tmp_path):
     assert requests.get(f"{url}/info/").status_code == 200  # the server is unharmed
 
 
-def test_a_crash_in_the_middle_of_a_label_copy_keeps_the_previous_label(tmp_path, monkeypatch):
-    """Labels are copied to a temporary file, flushed, then renamed (issue 25, point 4)."""
+@pytest.mark.parametrize("datastore", ["folder", "dicomweb"])
+def test_a_crash_in_the_middle_of_a_label_copy_keeps_the_previous_label(tmp_path, monkeypatch, datastore):
+    """Labels are copied to a temporary file, flushed, then renamed (issue 25, point 4), in the
+    studies folder and in the DICOMweb datastore's cache, where a final label is kept beside the
+    DICOM SEG stored in the PACS (its local copy is written by the same ``_store_label``)."""
+    from monailabel.datastore.local import LocalDatastore
+
     from monailabel_app.lib import datastore as store
+    from monailabel_app.lib.dicomweb import AngioDICOMwebDatastore
 
     image, vessel = _frame(3)
     write_png(tmp_path / "studies" / "frame.png", image[0])
-    ds = store.AngioDatastore(str(tmp_path / "studies"), auto_reload=False)
+    if datastore == "folder":
+        ds = store.AngioDatastore(str(tmp_path / "studies"), auto_reload=False)
+        save = lambda label: ds.save_label("frame", label, "final", {})  # noqa: E731
+    else:  # the cache part of the DICOMweb datastore, without a PACS
+        ds = AngioDICOMwebDatastore.__new__(AngioDICOMwebDatastore)
+        LocalDatastore.__init__(ds, str(tmp_path / "studies"), extensions=store.EXTENSIONS, auto_reload=False)
+        save = lambda label: ds._store_label("frame", label, "final", {"SeriesInstanceUID": "1.2.3"})  # noqa: E731
     write_mask_png(tmp_path / "first.png", vessel[0])
-    ds.save_label("frame", str(tmp_path / "first.png"), "final", {})
+    save(str(tmp_path / "first.png"))
     stored = tmp_path / "studies" / "labels" / "final" / "frame.png"
     before = stored.read_bytes()
 
@@ -470,6 +482,8 @@ def test_a_crash_in_the_middle_of_a_label_copy_keeps_the_previous_label(tmp_path
     monkeypatch.setattr(store.shutil, "copyfileobj", crash_halfway)
     write_mask_png(tmp_path / "second.png", 1 - vessel[0])
     with pytest.raises(OSError, match="mid-copy"):
-        ds.save_label("frame", str(tmp_path / "second.png"), "final", {})
+        save(str(tmp_path / "second.png"))
     assert stored.read_bytes() == before and np.array_equal(read_angiogram(stored).frames[0] > 0, vessel[0] > 0)
     assert sorted(p.name for p in stored.parent.iterdir()) == ["frame.png"]  # no temporary file left
+    record = json.loads((tmp_path / "studies" / "datastore_v2.json").read_text())
+    assert record["objects"]["frame"]["labels"]["final"]["info"]["name"] == "frame.png"  # the record still points at it

@@ -9,6 +9,7 @@ import sys
 BENCHMARKS = {
     "masking": "apps.bench.masking",
     "prior": "apps.bench.prior",
+    "server": "apps.bench.server",
     "step": "apps.bench.step",
     "synth": "apps.bench.synth",
 }

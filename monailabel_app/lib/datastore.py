@@ -6,7 +6,9 @@ rating (label tag ``quality``) must be the JSON of ``angiokit.data.quality.read_
 refused upload is an HTTP 422 naming the problem and every earlier label stays as it was; an
 unknown image id is an HTTP 404; replacing an image that has labels by a different one is an
 HTTP 409. Auxiliary images of synthetic angiograms (``*_aux_*``, found by the naming rule) are
-not studies of their own.
+not studies of their own. A study file the readers cannot read (a truncated DICOM, a text file
+named .png) stays in the list with ``"readable": false`` and the reason (``"unreadable"``) in
+its info, is not offered for annotation, and inference on it answers 422 (``lib/serving.py``).
 
 Nothing is written outside the studies folder: an uploaded image's id and a label's tag must be
 plain names (letters, digits, ``.``, ``_``, ``-``; no ``..``, no separators, no NUL), and every
@@ -24,8 +26,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from fastapi import HTTPException
 from filelock import FileLock
@@ -43,8 +46,8 @@ EXTENSIONS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.nii.gz", "*.nii")
 
 
 def unrated_images(datastore: Datastore) -> List[str]:
-    """Studies without a quality rating."""
-    return [i for i in datastore.list_images() if not datastore.get_label_by_image_id(i, QUALITY_TAG)]
+    """Readable studies without a quality rating."""
+    return [i for i in datastore.list_images() if datastore.get_image_info(i).get("readable", True) and not datastore.get_label_by_image_id(i, QUALITY_TAG)]
 
 
 def check_label(image_uri: str, label_file: str, label_tag: str, label_info: Dict[str, Any]) -> Dict[str, Any]:
@@ -58,6 +61,31 @@ def check_label(image_uri: str, label_file: str, label_tag: str, label_info: Dic
     if label.min() < 0:
         raise ValueError("label has negative values; expected class indices")
     return label_info
+
+
+_study_problems: Dict[tuple, Optional[str]] = {}
+_study_problems_lock = threading.Lock()
+
+
+def study_problem(path: str) -> Optional[str]:
+    """Why the angiogram at ``path`` cannot be read (``AngioDataError``'s problem), or None.
+    Remembered per file version (size, modification time): a study is read once to check it."""
+    try:
+        stat = os.stat(path)
+    except OSError as e:
+        return f"cannot be opened ({e.strerror})"
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    with _study_problems_lock:
+        if key in _study_problems:
+            return _study_problems[key]
+    try:
+        read_angiogram(path, volume_as_frames=True)
+        problem = None
+    except AngioDataError as e:
+        problem = e.problem
+    with _study_problems_lock:
+        _study_problems[key] = problem
+    return problem
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -101,6 +129,42 @@ def refuse(what: str, error: Exception, upload: str = "") -> HTTPException:
     return HTTPException(status_code=422, detail=f"{what} refused: {detail}")
 
 
+class AtomicWrites:
+    """For LocalDatastore and its DICOMweb cache: labels and the datastore file are written to a
+    temporary file, flushed and renamed, and a label's destination must be inside the folder
+    (``LocalDatastore.save_label`` copies straight onto the destination, and
+    ``_update_datastore_file`` rewrites the file in place: a crash in either loses what was
+    there)."""
+
+    def _store_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        check_name(label_tag, "label tag")
+        _, label_ext = self._to_id(os.path.basename(label_filename))
+        label_path = self._datastore.label_path(label_tag)
+        dest = inside(self._datastore_path, os.path.join(label_path, self._filename(image_id, label_ext)), f"label for {image_id!r} ({label_tag})")
+        with FileLock(self._lock_file):
+            os.makedirs(label_path, exist_ok=True)
+            atomic_copy(label_filename, dest)
+            info = {**(label_info or {}), "ts": int(time.time()), "name": os.path.basename(dest)}
+            self._datastore.objects[image_id].labels[label_tag] = DataModel(info=info, ext=label_ext)
+            self._update_datastore_file(lock=False)
+        return image_id
+
+    def _update_datastore_file(self, lock=True):
+        def write():
+            self._ignore_event_config = True
+            fd, tmp = tempfile.mkstemp(dir=self._datastore_path, prefix=".datastore", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str))
+            os.replace(tmp, self._datastore_config_path)
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+        if lock:
+            with FileLock(self._lock_file):
+                write()
+        else:
+            write()
+
+
 READS = ("get_image_uri", "get_image_info", "get_label_uri", "get_label_info", "get_labels_by_image_id", "get_label_by_image_id", "list_images", "get_labeled_images", "get_unlabeled_images", "datalist", "status", "json")
 WRITES = ("add_image", "remove_image", "save_label", "remove_label", "update_image_info", "update_label_info")
 
@@ -127,13 +191,32 @@ def fresh_from_disk(cls):
 
 
 @fresh_from_disk
-class AngioDatastore(LocalDatastore):
+class AngioDatastore(AtomicWrites, LocalDatastore):
     def __init__(self, datastore_path: str, **kwargs):
         kwargs.setdefault("extensions", EXTENSIONS)
         super().__init__(datastore_path, **kwargs)
 
     def _list_files(self, path, patterns):
         return {k: v for k, v in super()._list_files(path, patterns).items() if not is_auxiliary(k)}
+
+    def _add_non_existing_images(self) -> int:
+        # a study the readers cannot read (a truncated DICOM, a text file named .png) stays listed,
+        # marked with the reason, and is not offered for annotation
+        added = super()._add_non_existing_images()
+        checked = 0
+        for image_id, item in self._datastore.objects.items():
+            if "readable" in item.image.info:
+                continue
+            problem = study_problem(os.path.join(self._datastore.image_path(), self._filename(image_id, item.image.ext)))
+            item.image.info["readable"] = problem is None
+            if problem:
+                item.image.info["unreadable"] = problem
+                logger.warning(f"study {image_id!r} cannot be read: {problem}")
+            checked += 1
+        return added + checked
+
+    def get_unlabeled_images(self, label_tag=None, labels=None) -> List[str]:
+        return [i for i in super().get_unlabeled_images(label_tag, labels) if self._datastore.objects[i].image.info.get("readable", True)]
 
     def _known(self, image_id: str) -> None:
         if image_id not in self._datastore.objects:
@@ -159,7 +242,7 @@ class AngioDatastore(LocalDatastore):
         # as LocalDatastore.add_image, but the copy is atomic
         with FileLock(self._lock_file):
             atomic_copy(image_filename, dest)
-            info = {**(image_info or {}), "ts": int(time.time()), "name": os.path.basename(dest)}
+            info = {**(image_info or {}), "ts": int(time.time()), "name": os.path.basename(dest), "readable": True}
             self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=image_ext))
             self._update_datastore_file(lock=False)
         return image_id
@@ -167,38 +250,12 @@ class AngioDatastore(LocalDatastore):
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         self._known(image_id)
         check_name(label_tag, "label tag")
-        _, label_ext = self._to_id(os.path.basename(label_filename))
-        label_path = self._datastore.label_path(label_tag)
-        dest = inside(self._datastore_path, os.path.join(label_path, self._filename(image_id, label_ext)), f"label for {image_id!r} ({label_tag})")
         try:
             label_info = check_label(super().get_image_uri(image_id), label_filename, label_tag, label_info)
         except (ValueError, AngioDataError) as e:
             raise refuse(f"label for {image_id} ({label_tag})", e, label_filename) from e
-        # as LocalDatastore.save_label, but the copy is atomic: a crash mid-copy keeps the previous label
-        with FileLock(self._lock_file):
-            os.makedirs(label_path, exist_ok=True)
-            atomic_copy(label_filename, dest)
-            info = {**(label_info or {}), "ts": int(time.time()), "name": os.path.basename(dest)}
-            self._datastore.objects[image_id].labels[label_tag] = DataModel(info=info, ext=label_ext)
-            self._update_datastore_file(lock=False)
-        return image_id
+        return self._store_label(image_id, label_filename, label_tag, label_info)
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
         check_name(label_tag, "label tag")
         return super().remove_label(label_id, label_tag)
-
-    def _update_datastore_file(self, lock=True):
-        # the base class rewrites the file in place: a crash mid-write would lose every label's record
-        def write():
-            self._ignore_event_config = True
-            fd, tmp = tempfile.mkstemp(dir=self._datastore_path, prefix=".datastore", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str))
-            os.replace(tmp, self._datastore_config_path)
-            self._config_ts = os.stat(self._datastore_config_path).st_mtime
-
-        if lock:
-            with FileLock(self._lock_file):
-                write()
-        else:
-            write()

@@ -26,7 +26,7 @@ from monailabel.interfaces.datastore import DefaultLabelTag
 from angiokit.data import AngioDataError, read_angiogram, write_nifti
 from angiokit.data.dicom_seg import read_dicom_seg, write_dicom_seg
 
-from .datastore import check_label, fresh_from_disk, refuse
+from .datastore import AtomicWrites, check_label, check_name, fresh_from_disk, refuse
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def angio_dicomweb_datastore(url: str) -> "AngioDICOMwebDatastore":
 
 
 @fresh_from_disk
-class AngioDICOMwebDatastore(DICOMWebDatastore):
+class AngioDICOMwebDatastore(AtomicWrites, DICOMWebDatastore):
     def __init__(self, client, search_filter: Dict[str, Any], cache_path=None, fetch_by_frame=False):
         super().__init__(client, search_filter, cache_path=cache_path, fetch_by_frame=fetch_by_frame, convert_to_nifti=True)
 
@@ -70,6 +70,7 @@ class AngioDICOMwebDatastore(DICOMWebDatastore):
         return os.path.join(folder, files[0])
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any], label_id: str = "") -> str:
+        check_name(label_tag, "label tag")
         image_uri = self.get_image_uri(image_id)
         try:
             label_info = dict(check_label(image_uri, label_filename, label_tag, label_info) or {})
@@ -81,7 +82,7 @@ class AngioDICOMwebDatastore(DICOMWebDatastore):
                 label_info.update({k: v for k, v in self.get_image_info(image_id).items() if k in ("Modality", "PatientID", "StudyInstanceUID")})
         except (ValueError, AngioDataError) as e:
             raise refuse(f"label for series {image_id} ({label_tag})", e, label_filename) from e
-        return LocalDatastore.save_label(self, image_id, label_filename, label_tag, label_info)
+        return self._store_label(image_id, label_filename, label_tag, label_info)
 
     def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
         if label_tag != DefaultLabelTag.FINAL:
@@ -95,5 +96,5 @@ class AngioDICOMwebDatastore(DICOMWebDatastore):
         seg = os.path.join(folder, sorted(os.listdir(folder))[0])
         with tempfile.TemporaryDirectory() as tmp:
             nifti = write_nifti(os.path.join(tmp, f"{image_id}.nii.gz"), read_dicom_seg(seg).astype("uint8"))
-            LocalDatastore.save_label(self, image_id, nifti, label_tag, {"SeriesInstanceUID": label_id})
+            self._store_label(image_id, nifti, label_tag, {"SeriesInstanceUID": label_id})
         return LocalDatastore.get_label_uri(self, image_id, label_tag)

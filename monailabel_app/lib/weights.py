@@ -52,6 +52,21 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+_digests: Dict[tuple, str] = {}
+_has_weights: Dict[tuple, bool] = {}
+
+
+def weights_sha256(path: str) -> Optional[str]:
+    """sha256 of ``path``, computed once per version of the file (size, modification time)."""
+    fingerprint = _fingerprint(path)
+    if fingerprint is None:
+        return None
+    key = (os.path.realpath(path), fingerprint["size"], fingerprint["mtime_ns"])
+    if key not in _digests:
+        _digests[key] = _sha256(path)
+    return _digests[key]
+
+
 def _fingerprint(path: str) -> Optional[Dict[str, int]]:
     if not os.path.isfile(path):
         return None
@@ -86,13 +101,18 @@ def trained_here(bundle_path: str) -> bool:
 
 
 def has_weights(path: str) -> bool:
-    """Whether a checkpoint holds any weight to fine-tune (the classical segmenter holds none)."""
-    try:  # memory-mapped: a ViT-B checkpoint is not read into memory to look at it
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # a checkpoint in the legacy (pre-zip) format cannot be mapped
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state) if isinstance(state, dict) else state
-    return any(torch.is_tensor(v) and v.numel() for v in state.values())
+    """Whether a checkpoint holds any weight to fine-tune (the classical segmenter holds none).
+    Remembered per version of the file: every infer response reports it."""
+    fingerprint = _fingerprint(path)
+    key = (os.path.realpath(path), fingerprint and fingerprint["size"], fingerprint and fingerprint["mtime_ns"])
+    if key not in _has_weights:
+        try:  # memory-mapped: a ViT-B checkpoint is not read into memory to look at it
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # a checkpoint in the legacy (pre-zip) format cannot be mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        _has_weights[key] = any(torch.is_tensor(v) and v.numel() for v in state.values())
+    return _has_weights[key]
 
 
 def _set_aside(bundle_path: str) -> Optional[str]:
@@ -206,3 +226,34 @@ def describe_weights(bundle_path: str) -> str:
     if record.get("source") == "untrained":
         return f"untrained {name} (no checkpoint given; train it on the annotators' labels)"
     return f"trained {name} from {record.get('checkpoint')}"
+
+
+def provenance(bundle_path: str) -> Dict[str, Any]:
+    """Where the served model comes from, for ``/info`` and every infer response: what it is
+    (``serving``), whether it learned anything (``trained``: False for the classical first start
+    and an untrained network), the weights file and its sha256, the checkpoint the working copy
+    started from and its sha256, and the versions of the bundle and angiokit that wrote it."""
+    target = weights_path(bundle_path)
+    spec = read_network_spec(target) if os.path.isfile(target) else None
+    record = read_source(bundle_path)
+    if not os.path.isfile(target):
+        origin = "none"
+    elif spec is not None and spec["config"]["_target_"] == CLASSICAL_TARGET:
+        origin = "classical"
+    elif not record:
+        origin = "unknown"
+    elif trained_here(bundle_path):
+        origin = "trained here"
+    else:
+        origin = record.get("source", "unknown")
+    return {
+        "serving": describe_weights(bundle_path),
+        "source": origin,
+        "trained": origin in ("checkpoint", "trained here", "unknown") and os.path.isfile(target) and has_weights(target),
+        "weights": target,
+        "sha256": weights_sha256(target),
+        "checkpoint": record.get("checkpoint"),
+        "checkpoint_sha256": record.get("sha256"),
+        "bundle_version": (spec or {}).get("bundle_version"),
+        "angiokit_version": (spec or {}).get("angiokit_version"),
+    }

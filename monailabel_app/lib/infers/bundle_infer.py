@@ -12,7 +12,7 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from angiokit.networks import read_network_spec
 
 from ..bundles import ServedNetworkConstants, parse_bundle_config
-from ..weights import describe_weights, weights_path, without_recorded
+from ..weights import provenance, weights_path, without_recorded
 
 
 class AngioBundleInfer(BundleInferTask):
@@ -43,12 +43,14 @@ class AngioBundleInfer(BundleInferTask):
             self.clear_cache()
             self._built_for = key
         label, result = super().__call__(request, callbacks)
-        if isinstance(result, dict):
-            result["network"] = type(self.network).__name__  # which model made this label
+        if isinstance(result, dict):  # which model made this label
+            result["network"] = type(self.network).__name__
+            result["model"] = provenance(self.bundle_path)
         return label, result
 
     def info(self) -> Dict[str, Any]:
         i = super().info()
-        i["serving"] = describe_weights(self.bundle_path)
+        i["provenance"] = provenance(self.bundle_path)
+        i["serving"] = i["provenance"]["serving"]
         i["description"] = f"Serving {i['serving']}. {i.get('description') or ''}".strip()
         return i

@@ -21,6 +21,7 @@ from lib.configs import CONFIGS
 from lib.datastore import EXTENSIONS, AngioDatastore
 from lib.dicomweb import angio_dicomweb_datastore
 from lib.serving import image_to_infer, infer_off_the_event_loop
+from lib.training import exit_with_server
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -43,6 +44,7 @@ def selected_models(conf: Dict[str, str]) -> list:
 
 class AngioApp(MONAILabelApp):
     def __init__(self, app_dir, studies, conf):
+        exit_with_server()  # a training or scoring task process ends with its server (no-op in the server)
         self.model_dir = conf.get("model_dir") or os.path.join(app_dir, "model")
         self.models: Dict[str, TaskConfig] = {}
         for name in selected_models(conf):

@@ -8,7 +8,8 @@ datastore's image info, where the active learning strategies read them.
   1-5) and ``quality_uncertainty`` (mean entropy of the level distributions, nats) of each study
   without a quality rating.
 
-A study is scored again only when the model file changed since its last score.
+A study is scored again only when the model file changed since its last score. A scoring task
+process ends with its server (``lib/training.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from angiokit.metrics.uncertainty import mc_dropout_scores
 
 from .datastore import unrated_images
+from .training import exit_with_server
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class _ModelScoring(ScoringMethod):
         raise NotImplementedError
 
     def __call__(self, request, datastore: Datastore):
+        exit_with_server()  # a scoring task process ends with its server (no-op in the server)
         start, model_ts = time.time(), _model_ts(self.infer_task)
         self.infer_task.clear_cache()  # the model may have been retrained
         todo = [i for i in self.candidates(datastore) if datastore.get_image_info(i).get(self.ts_key) != model_ts]

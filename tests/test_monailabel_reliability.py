@@ -5,7 +5,6 @@ bounded (deadlines, fixed counts)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,10 +16,10 @@ from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_mask_pn
 from angiokit.data.synthetic import SynthConfig, synthesize
 from angiokit.metrics import dice_score
 
-from apps._server import ServerError, serve_app
 from apps.bench.server import concurrent, infer, info_latencies, lost_labels, make_studies, percentiles, upload_labels, while_inferring
 
 from .conftest import REPO
+from .test_monailabel_app import _served, _start
 
 requests = pytest.importorskip("requests")
 
@@ -30,15 +29,6 @@ CINE_FRAMES, SIZE = 24, 256  # a few seconds of the classical segmenter on 2 cor
 
 def _checkout_app_folder() -> list:
     return sorted(os.listdir(REPO / "monailabel_app"))
-
-
-@contextlib.contextmanager
-def _served(*args, **kwargs):
-    try:
-        with serve_app(*args, **kwargs) as served:
-            yield served
-    except ServerError as e:
-        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +132,6 @@ def test_a_checkpoint_given_after_a_start_without_one_is_served_and_says_so(quic
     serves the checkpoint it is given: /info and every infer response carry its provenance, and
     its label of a synthetic study has the Dice of the bundle's own inference."""
     from .bundle_utils import workflow
-    from .test_monailabel_app import _start
 
     checkpoint = quick_demo["out"] / "segmentation" / "models" / "model.pt"
     studies = tmp_path / "studies"

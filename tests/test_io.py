@@ -218,3 +218,12 @@ def test_writers_refuse_bad_arrays_and_never_clobber(tmp_path, small_frames):
             raise RuntimeError("interrupted")
     assert open(target, "rb").read() == before
     assert sorted(os.listdir(tmp_path)) == ["keep.png"]  # no temp files left behind
+
+
+def test_a_data_error_crosses_process_boundaries_whole():
+    import pickle
+
+    from angiokit.data import AngioDataError
+
+    error = pickle.loads(pickle.dumps(AngioDataError("/data/frame.png", "not a readable image")))
+    assert isinstance(error, AngioDataError) and error.path == "/data/frame.png" and str(error) == "/data/frame.png: not a readable image"

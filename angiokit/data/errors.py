@@ -13,6 +13,10 @@ class AngioDataError(ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):
+        # rebuilt from both arguments: an error raised in a worker process reaches the parent whole
+        return (type(self), (self.path, self.problem))
+
 
 def read_json(path, what: str):
     """The parsed JSON of ``path`` (``what`` it should be, for the error): a missing, unreadable

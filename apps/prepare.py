@@ -4,8 +4,9 @@
     python -m apps.prepare pairs  --images DIR [--masks DIR] --out OUT [--split xcad_samples]
     python -m apps.prepare dca1   --root DIR --out OUT
     python -m apps.prepare dicom  --src FILE_OR_DIR --out OUT [--frames all|max_contrast|N]
-    python -m apps.prepare priors --datalist OUT/datalist.json        # vesselness prior + coarse mask PNGs
+    python -m apps.prepare priors SRC [OUT] [--workers N]            # official binary vessel priors (PNG)
     python -m apps.prepare bootstrap-segmenter --out bundles/vasomim_pretrain/models/bootstrap_unet.pt [--datalist D | --data_glob 'DIR/*.png']
+    python -m apps.prepare pack SRC OUT [--size 512] [--workers 8]   # frames (+ priors) -> packed frame store
 
 ``--split`` takes a packaged split name (xcad_samples, arcade_stenosis), a JSON file with
 "training" / "validation" / "test" lists of file stems, or nothing (hash split by case with
@@ -41,13 +42,22 @@ def dicom(src: str, out: str, frames="all", split=None, val_fraction: float = 0.
     print(f"datalist written to {prepare_dicom_frames(src, out, frames, split, val_fraction, test_fraction, seed)}")
 
 
-def priors(datalist: str, out: str = None, sigmas=(1, 2, 3, 4), method: str = "sato", percentile: float = 92.0):
-    """Vesselness prior and coarse vessel mask PNGs for every image of a datalist."""
-    print(f"datalist written to {write_priors(datalist, out, sigmas, method, percentile)}")
+def priors(src: str = None, out: str = None, kind: str = "binary", sigmas=(1, 2, 3, 4), border: int = 20, percentile: float = 92.0, workers: int = 1, overwrite: bool = False, datalist: str = None):
+    """The official VasoMIM vessel prior of every frame of SRC, offline: Sato (sigmas 1-4) of the
+    8-bit frame, 20-px border zeroed, 92nd percentile, the 4-connected region grown from the
+    maximum; 0/255 PNGs. SRC a folder: OUT (default <SRC>_frangi, beside it) mirrors its tree
+    with <name>.png. SRC a datalist JSON (or --datalist): <stem>.png in OUT (default priors/
+    beside it) and datalist_priors.json beside it. --kind continuous: Sato scaled to 0-255.
+    Existing priors are kept unless --overwrite."""
+    src = src or datalist
+    if not src:
+        raise SystemExit("priors: give SRC (a folder of frames or a datalist JSON)")
+    written = write_priors(src, out, kind, sigmas, border, percentile, workers, overwrite)
+    print(f"{'priors written to' if not written.endswith('.json') else 'datalist written to'} {written}")
 
 
 def bootstrap_segmenter(out: str, datalist: str = None, data_glob: str = None, iterations: int = 1000, batch_size: int = 8, image_size: int = 224, device: str = None, seed: int = 0):
-    """Small U-Net trained on coarse vesselness masks (no labels); VasoMIM's segmenter S.
+    """Small U-Net trained on the binary Sato pseudo-masks (no labels); VasoMIM's segmenter S.
     Without --datalist / --data_glob it trains on synthetic frames."""
     from angiokit.engines.bootstrap import train_bootstrap_segmenter
 
@@ -55,5 +65,16 @@ def bootstrap_segmenter(out: str, datalist: str = None, data_glob: str = None, i
     print(f"segmenter written to {path}; use it with configs/segmenter_checkpoint.json (--segmenter_checkpoint {path})")
 
 
+def pack(src: str, out: str, size: int = 512, workers: int = 1, splits=("training",)):
+    """Frames under SRC (a folder of frames / DICOM cines / NIfTI, an XA-170K root with its
+    <source>_frangi priors, or a datalist JSON and its --splits) -> a packed frame store OUT
+    (uint8 memory-mapped .npy at --size px + index.json) for configs/packed.json."""
+    from angiokit.data.frame_store import pack_frames, read_store_index
+
+    path = pack_frames(src, out, size, [splits] if isinstance(splits, str) else splits, workers)
+    index = read_store_index(path)
+    print(f"frame store written to {path}: {index['count']} frames at {index['size']} px, {index['prior_count']} with offline priors")
+
+
 if __name__ == "__main__":
-    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter})
+    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter, "pack": pack})

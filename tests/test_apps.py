@@ -86,11 +86,12 @@ def test_readme_test_command_is_what_ci_runs():
 def test_prepare_priors_and_classical_baseline(tmp_path):
     data = tmp_path / "s"
     run("apps.synth", "--out", str(data), "--n", "6", "--size", "96", "--workers", "1")
-    run("apps.prepare", "priors", "--datalist", str(data / "datalist.json"))
+    run("apps.prepare", "priors", str(data / "datalist.json"))
     doc = json.load(open(data / "datalist_priors.json"))
-    entry = doc["training"][0]
-    prior, coarse = read_angiogram(data / entry["prior"]).frames, read_angiogram(data / entry["coarse_mask"]).frames
-    assert prior.max() == 255 and set(np.unique(coarse)) == {0.0, 255.0}
+    prior = read_angiogram(data / doc["training"][0]["prior"]).frames
+    assert set(np.unique(prior)) == {0.0, 255.0}  # the official binary prior
+    run("apps.prepare", "priors", str(data / "images"), str(tmp_path / "images_frangi"), "--workers", "2")
+    assert sorted(p.name for p in (tmp_path / "images_frangi").glob("*.png")) == sorted(p.name for p in (data / "images").glob("*.png"))
     out = run("apps.classical", "--datalist", str(data / "datalist.json"), "--threshold", "tuned", "--csv", str(tmp_path / "rows.csv"))
     last = out.strip().splitlines()[-1]
     assert last.startswith("dice=") and 0.1 < float(last.split()[0].split("=")[1]) < 1.0

@@ -21,7 +21,7 @@ from .conftest import REPO
 PIPELINES = [
     ("xa_vessel_seg", ["train"], "train#preprocessing"),
     ("xa_vessel_seg", ["train"], "validate#preprocessing"),
-    ("xa_vessel_seg", ["train"], "train#postprocessing"),
+    ("xa_vessel_seg", ["train"], "validate#postprocessing"),  # the training iterations post-process the whole batch (batch_one_hot)
     ("xa_vessel_seg", ["inference"], "preprocessing"),
     ("xa_vessel_seg", ["inference"], "postprocessing"),
     ("vasomim_pretrain", ["train"], "train#preprocessing"),

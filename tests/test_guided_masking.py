@@ -44,7 +44,7 @@ def test_guided_draws_match_sequential_sampling_without_replacement():
 
 def test_mixed_guided_and_uniform_inclusion():
     p = torch.tensor([0.3, 0.3, 0.2, 0.1, 0.05, 0.05, 0.0, 0.0])
-    guided = successive_inclusion(p.numpy(), 2)  # k = round(0.5 * 4) = 2 guided picks
+    guided = successive_inclusion(p.numpy(), 2)  # k = int(0.5 * 4) = 2 guided picks
     exact = guided + (1 - guided) * 2 / 6  # then 2 of the 6 others uniformly
     _assert_close(_frequencies(guided_masking, p, 4, 0.5), exact)
 

@@ -89,7 +89,7 @@ def test_a_killed_servers_training_stops_and_resumes_from_its_last_epoch(tmp_pat
     """The issue's failure: after ``kill -9`` of the server its training went on under PID 1
     (rewriting model.pt, its record) and a new server could only start it again from epoch 0."""
     model_dir = tmp_path / "model"
-    conf = {"models": "vessel_seg", "model_dir": str(model_dir), "vessel_seg_config": json.dumps(SEG)}
+    conf = {"models": "vessel_seg", "model_dir": str(model_dir), "vessel_seg_config": json.dumps({**SEG, "log_interval": 1})}  # every iteration logged: the log shows the epochs run
     models = model_dir / "vessel_seg" / "models"
     record_path, weights = models / "training.json", models / "model.pt"
 

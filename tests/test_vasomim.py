@@ -126,10 +126,11 @@ def test_step_maps_compute_only_what_the_step_needs():
 def test_objective_is_reconstruction_plus_weighted_consistency_and_plain_mae_switches_both_off(mae):
     x = torch.rand(2, 1, 32, 32)
     torch.manual_seed(1)
-    out = VasoMIMObjective(AnatomyGuidance(), guided=True, consistency_weight=0.1)(mae, x, alpha=0.5)
+    out = VasoMIMObjective(AnatomyGuidance(), guided=True, consistency_weight=0.3)(mae, x, alpha=0.5)
     assert out["alpha"] == 0.5 and out["guidance"].shape == (2, 1, 32, 32) and (out["mask"].sum(1) == 8).all()
     assert torch.allclose(out["loss_reconstruction"], mae.reconstruction_loss(x, out["pred"], out["mask"]))
-    assert torch.allclose(out["loss"], out["loss_reconstruction"] + 0.1 * out["loss_consistency"]) and out["loss_consistency"] > 0
+    assert torch.allclose(out["loss"], out["loss_reconstruction"] + 0.3 * out["loss_consistency"]) and out["loss_consistency"] > 0
+    assert VasoMIMObjective().consistency_weight == 1.0  # the official weight by default
     plain = VasoMIMObjective(guided=False, consistency_weight=0.0)
     assert plain.anatomy is None
     out = plain(mae, x, alpha=0.5)

@@ -54,7 +54,9 @@ def test_tiny_training_learns_schedules_alpha_and_writes_everything(tmp_path):
     _train(tmp_path, 6, seen)
     first = np.mean([s["loss_reconstruction"] for s in seen if s["epoch"] == 1])
     last = np.mean([s["loss_reconstruction"] for s in seen if s["epoch"] == 6])
-    assert last < 0.7 * first, (first, last)
+    # norm_pix_loss (the default): unit-variance targets, an untrained decoder scores about 1.3
+    # and a zero prediction 1.0; twelve tiny steps already bring it down
+    assert last < 0.95 * first, (first, last)
     alphas = [next(s["alpha"] for s in seen if s["epoch"] == e) for e in range(1, 7)]
     assert alphas[0] == 0.0 and alphas[-1] == pytest.approx(0.5) and np.all(np.diff(alphas) > 0)
     assert all(s["loss_consistency"] > 0 for s in seen)
@@ -72,6 +74,16 @@ def test_plain_mae_flag_turns_guidance_and_consistency_off(tmp_path):
     seen = []
     _train(tmp_path, 2, seen, plain_mae=True)
     assert all(s["alpha"] == 0.0 and s["loss_consistency"] == 0.0 for s in seen)
+
+
+@pytest.mark.parametrize("flags,guided,consistency", [({"anatomical_consistency_weight": 0}, True, False), ({"guided": False}, False, True)])
+def test_the_ablation_flags_of_the_readme(tmp_path, flags, guided, consistency):
+    # (--plain_mae true and the defaults are the runs above)
+    seen = []
+    trainer = _train(tmp_path, 2, seen, **flags)
+    assert trainer.objective.guided is guided and (trainer.objective.consistency_weight > 0) is consistency
+    assert all((s["loss_consistency"] > 0) is consistency for s in seen)
+    assert (seen[-1]["alpha"] > 0) is guided
 
 
 def test_resume_continues_at_the_next_epoch(tmp_path):
@@ -97,7 +109,7 @@ def test_inference_writes_reconstruction_grids_for_given_images(tmp_path, small_
     assert Image.open(out[0]).size[0] > 2 * Image.open(out[0]).size[1]  # four panels side by side
     metrics = json.loads((tmp_path / "eval" / "reconstructions" / "reconstruction_metrics.json").read_text())
     assert metrics["n"] == 2 and [f["frame"] for f in metrics["frames"]] == ["frame0.png", "frame1.png"]
-    assert metrics["masking"] == {"guided": True, "alpha": 0.5, "mask_ratio": 0.5} and metrics["norm_pix_loss"] is False
+    assert metrics["masking"] == {"guided": True, "alpha": 0.5, "mask_ratio": 0.5} and metrics["norm_pix_loss"] is True  # trained with the default
     for kind in ("model", "mean_predictor", "patch_mean_oracle"):
         assert metrics[f"{kind}_masked_mse"]["n"] == 2 and metrics[f"{kind}_masked_mse"]["mean"] > 0 and metrics[f"{kind}_masked_mse"]["sd"] >= 0
     assert metrics["patch_mean_oracle_masked_mse"]["mean"] < metrics["mean_predictor_masked_mse"]["mean"]  # a patch's own mean beats the frame's
@@ -106,7 +118,7 @@ def test_inference_writes_reconstruction_grids_for_given_images(tmp_path, small_
 def test_two_process_gloo_ddp_run_finishes(tmp_path):
     overrides = sum(([f"--{k}", str(v)] for k, v in TINY.items()), [])
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "monai.bundle", "run",
-           "--config_file", json.dumps(config("vasomim_pretrain", "train", "multi_gpu_train")), "--bundle_root", str(tmp_path), "--max_epochs", "2", *overrides]
+           "--config_file", json.dumps(config("vasomim_pretrain", "train", "multi_gpu_train")), "--bundle_root", str(tmp_path), "--max_epochs", "2", "--log_interval", "1", *overrides]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").exists()

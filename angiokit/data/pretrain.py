@@ -2,8 +2,9 @@
 with neither, synthetic angiograms generated on the fly.
 
 Each sample is {"image": [1, S, S] float in [0, 1]} (plus "prior" [1, S, S] when the datalist
-has pre-computed priors). Real frames get MAE-style augmentation: a random crop of 40-100 % of
-the frame, resized to S, and a horizontal flip.
+has pre-computed priors). Real frames get the MAE / VasoMIM augmentation: a random resized crop
+(20-100 % of the area, aspect ratio 3/4-4/3, bicubic; nearest for the binary prior) to S and a
+horizontal flip.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import Dataset, MetaTensor
-from monai.transforms import Compose, MapTransform, RandFlipd, RandScaleCropd, Resized, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
+from monai.transforms import Compose, MapTransform, RandFlipd, Resized, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
 
+from ..transforms.crop import RandResizedCropd
 from .datalist import SPLITS, read_entries
 from .errors import AngioDataError
 from .readers import read_angiogram
@@ -52,18 +54,20 @@ class LoadAngiogramd(MapTransform):
 
 def pretrain_transforms(image_size: int, keys: Sequence[str] = ("image",), augment: bool = True) -> Compose:
     """Load, scale the image to [0, 1] (0.5-99.5 percentiles) and a stored prior from 0-255,
-    random crop + resize + flip (the same crop and flip for every key). The vasomim_pretrain
+    then the official augmentation: a random resized crop to ``image_size`` (20-100 % of the
+    area, aspect ratio 3/4-4/3; bicubic for the image, nearest for the binary prior) and a
+    horizontal flip, the same for every key; without ``augment`` a resize. The vasomim_pretrain
     bundle spells the same pipeline out in its configs (``train#preprocessing``); this one serves
     code without a bundle (``apps.prepare bootstrap-segmenter``)."""
     keys = list(keys)
     steps = [LoadAngiogramd(keys), ScaleIntensityRangePercentilesd(keys[:1], lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)]
-    if "prior" in keys:  # priors from ``apps.prepare priors`` are stored as 0-255
+    if "prior" in keys:  # priors from ``apps.prepare priors`` are stored as 0/255
         steps.append(ScaleIntensityRanged("prior", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True))
     if augment:
-        steps.append(RandScaleCropd(keys, roi_scale=0.63, max_roi_scale=1.0, random_size=True))  # 40-100 % of the area
-    steps.append(Resized(keys, spatial_size=(image_size, image_size), mode=["area"] + ["bilinear"] * (len(keys) - 1)))
-    if augment:
+        steps.append(RandResizedCropd(keys, size=image_size, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), mode=["bicubic"] + ["nearest"] * (len(keys) - 1)))
         steps.append(RandFlipd(keys, prob=0.5, spatial_axis=1))
+    else:
+        steps.append(Resized(keys, spatial_size=(image_size, image_size), mode=["area"] + ["nearest"] * (len(keys) - 1)))
     return Compose(steps)
 
 
@@ -97,9 +101,53 @@ def _datalist_items(datalist: str, splits: Sequence[str]) -> List[dict]:
     return [{k: e[k] for k in keep if k in e} for e in read_entries(datalist, splits)]
 
 
+PRIOR_FOLDER_SUFFIX = "_frangi"
+"""XA-170K (Hugging Face ``waha2000huang/XA-170K``) ships each source's offline binary vessel
+priors in ``<source>_frangi/`` beside ``<source>/``, under the frames' file names."""
+
+
+def pair_offline_priors(files: Sequence[str], suffix: str = PRIOR_FOLDER_SUFFIX) -> List[dict]:
+    """Items ``{"image"[, "prior"]}`` from image files, some of which may be offline priors.
+
+    A file below a folder ``<x>_frangi`` that has a sibling folder ``<x>`` is a prior and never
+    becomes a frame. A frame below a folder ``<x>`` that has a sibling ``<x>_frangi`` gets
+    ``"prior"``: the same relative path under ``<x>_frangi``, where that file exists (frames
+    without one get no "prior": it is computed on the fly). The nearest such folder above a file
+    decides; any other tree is plain frames.
+    """
+    is_dir: dict = {}
+
+    def isdir(path: str) -> bool:  # a few distinct folders for many files: ask the disk once each
+        if path not in is_dir:
+            is_dir[path] = os.path.isdir(path)
+        return is_dir[path]
+
+    items = []
+    for path in files:
+        prior, is_prior = None, False
+        folder = os.path.dirname(os.path.abspath(path))
+        while os.path.basename(folder):
+            if folder.endswith(suffix) and os.path.basename(folder) != suffix and isdir(folder[: -len(suffix)]):
+                is_prior = True
+                break
+            if isdir(folder + suffix):
+                candidate = os.path.join(folder + suffix, os.path.relpath(os.path.abspath(path), folder))
+                if os.path.isfile(candidate):
+                    prior = candidate if os.path.isabs(path) else os.path.relpath(candidate)  # in the frame's form
+                break
+            folder = os.path.dirname(folder)
+        if not is_prior:
+            items.append({"image": path, "prior": prior} if prior else {"image": path})
+    return items
+
+
 def pretrain_items(datalist: Optional[str] = None, data_glob: Optional[str] = None, splits: Sequence[str] = ("training",)) -> List[dict]:
     """Unlabeled frames from comma-separated datalists (their ``splits``; labels ignored) and/or
-    comma-separated globs. [] when neither is given (synthetic data)."""
+    comma-separated globs. [] when neither is given (synthetic data).
+
+    Glob matches are read as XA-170K lays them out (``pair_offline_priors``): files in a
+    ``<source>_frangi`` folder are the priors of the frames in ``<source>``, never frames.
+    """
     items: List[dict] = []
     for path in [p.strip() for p in str(datalist or "").split(",") if p.strip()]:
         items += _datalist_items(path, splits)
@@ -107,7 +155,10 @@ def pretrain_items(datalist: Optional[str] = None, data_glob: Optional[str] = No
         found = sorted(globlib.glob(pattern, recursive=True))
         if not found:
             raise AngioDataError(pattern, "glob matches no files")
-        items += [{"image": f} for f in found]
+        frames = pair_offline_priors(found)
+        if not frames:
+            raise AngioDataError(pattern, f"glob matches only offline priors (files in <source>{PRIOR_FOLDER_SUFFIX} folders), no frames")
+        items += frames
     return items
 
 
@@ -126,4 +177,4 @@ def pretrain_dataset(data: Sequence[dict] = (), image_size: int = 224, synthetic
     return Dataset(items, transform=transform if transform is not None else pretrain_transforms(image_size, keys, augment))
 
 
-__all__ = ["LoadAngiogramd", "SPLITS", "SyntheticPretrainDataset", "pretrain_dataset", "pretrain_items", "pretrain_transforms"]
+__all__ = ["LoadAngiogramd", "PRIOR_FOLDER_SUFFIX", "SPLITS", "SyntheticPretrainDataset", "pair_offline_priors", "pretrain_dataset", "pretrain_items", "pretrain_transforms"]

@@ -103,8 +103,14 @@ def score_items(scores_csv: str, splits: Sequence[str] = ("training",)) -> List[
 
 
 def prepare_quality_batch(batch: Dict, device=None, non_blocking: bool = False, **_):
-    """MONAI ``prepare_batch``: (S, target, (), auxiliary images and their flags as kwargs)."""
-    move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+    """MONAI ``prepare_batch``: (S, target, (), auxiliary images and their flags as kwargs), as
+    plain tensors: a MetaTensor carries its metadata through every op of the network, reading
+    it back on the host (a sync per op on CUDA)."""
+
+    def move(t):
+        t = t.as_tensor() if hasattr(t, "as_tensor") else t
+        return t.to(device, non_blocking=non_blocking)
+
     kwargs = {k: move(batch[k]).float() for k in ("fluoro", "reference")}
     kwargs.update({f"{k}_available": move(batch[f"{k}_available"]) for k in ("fluoro", "reference")})
     target = move(batch["target"]) if "target" in batch else None

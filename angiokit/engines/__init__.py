@@ -1,10 +1,11 @@
 """Trainers, evaluators and ignite handlers."""
 
 from .iqa_handlers import IQAJsonWriter, IQAReportWriter
-from .segmentation_handlers import ErrorOverlayWriter, SegmentationWriter
+from .segmentation_handlers import ErrorOverlayWriter, SegmentationWriter, batch_one_hot
 from .handlers import AlphaScheduleHandler, EncoderExportHandler, ReconstructionGridHandler, ReconstructionPNGWriter, checkpoint_objects
 from .reconstruction_metrics import ReconstructionMetricsWriter, masked_patch_errors
-from .vasomim_step import VasoMIMObjective, train_step
+from .cuda_options import configure_cuda
+from .vasomim_step import VasoMIMObjective, compile_network, train_step
 from .vasomim_trainer import SCALARS, VasoMIMEvaluator, VasoMIMTrainer
 
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
     "SegmentationWriter",
     "VasoMIMEvaluator",
     "VasoMIMObjective",
+    "batch_one_hot",
+    "compile_network",
+    "configure_cuda",
     "VasoMIMTrainer",
     "checkpoint_objects",
     "masked_patch_errors",

@@ -1,7 +1,8 @@
-"""Bootstrap a vessel segmenter without labels: a small U-Net trained on the coarse vesselness
-masks (92nd percentile, strongest region) of unlabeled frames, to serve as VasoMIM's frozen
-segmenter S (option (b) of the consistency loss) once it is better than the filter it learned
-from. ``python -m apps.prepare bootstrap-segmenter`` runs it.
+"""Bootstrap a vessel segmenter without labels: a small U-Net trained on the official VasoMIM
+Sato pseudo-masks (the binary prior: 92nd percentile, 4-connected region from the maximum) of
+unlabeled frames, to serve as VasoMIM's frozen segmenter S (option (b) of the consistency loss),
+as the official code trains UNeXt-S on them. ``python -m apps.prepare bootstrap-segmenter`` runs
+it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from tqdm import tqdm
 
 from ..data.pretrain import pretrain_dataset, pretrain_items
 from ..data.writers import atomic_path
-from ..transforms import coarse_vessel_mask, vesselness
+from ..transforms import binary_vessel_prior
+from ..transforms.binary_prior import border_for
 
 UNET_KWARGS = {"spatial_dims": 2, "in_channels": 1, "out_channels": 2, "features": (16, 16, 32, 64, 128, 16)}
 
@@ -39,7 +41,7 @@ def train_bootstrap_segmenter(
     seed: int = 0,
     progress: bool = True,
 ) -> str:
-    """Train on (frame, coarse mask) pairs; writes {"network": state_dict} to ``out`` and the
+    """Train on (frame, binary prior) pairs; writes {"network": state_dict} to ``out`` and the
     network's arguments to ``out`` + ".json"."""
     torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -52,9 +54,8 @@ def train_bootstrap_segmenter(
     while step < iterations:
         for batch in loader:
             images = batch["image"].to(device).float()
-            with torch.no_grad():
-                prior = vesselness(images)
-                target = coarse_vessel_mask(prior.cpu(), percentile).to(device).float()
+            with torch.no_grad():  # the official border of a 512-px frame, at this size
+                target = binary_vessel_prior(images, border=border_for(images.shape[-1]), percentile=percentile)
             loss = loss_fn(network(images), target)
             optimizer.zero_grad()
             loss.backward()

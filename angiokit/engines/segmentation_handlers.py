@@ -98,3 +98,12 @@ class ErrorOverlayWriter:
             gt_rgb = error_overlay(image, gt, gt)
             save_grid([to_display(image), gt_rgb, error_overlay(image, pred, gt)], os.path.join(self.output_dir, f"{stem}_overlay.png"), 3, ["image", "ground truth", "prediction (red FP, blue FN)"], tile_inches=2.6, dpi=90)
             self.count += 1
+
+
+def batch_one_hot(x: torch.Tensor, num_classes: int, argmax: bool = False) -> torch.Tensor:
+    """[B, C, H, W] logits (``argmax``) or [B, 1, H, W] class indices -> one-hot [B, classes, H, W]
+    float, for the whole batch on its device: the training iterations' post-processing (MONAI's
+    ``AsDiscreted`` works per item, after a decollation that reads the loss on the host)."""
+    classes = x.argmax(1, keepdim=True) if argmax else x[:, :1].long()
+    # a comparison, not F.one_hot: that one checks the index range on the host
+    return (classes == torch.arange(num_classes, device=x.device).view(1, -1, 1, 1)).to(torch.float32)

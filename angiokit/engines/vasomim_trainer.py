@@ -38,16 +38,35 @@ class VasoMIMTrainer(SupervisedTrainer):
     Extra args:
         anatomy: ``AnatomyGuidance`` (guidance map and frozen segmenter S).
         guided: anatomy-guided masking on (alpha follows ``AlphaScheduleHandler``).
-        consistency_weight: weight of the anatomical consistency loss (0 = off).
+        consistency_weight: weight of the anatomical consistency loss (0 = off; official: 1).
+        consistency_input: "prediction" (official) or "pasted", see ``VasoMIMObjective``.
+        sampler: "batched" (sync-free) or "loop" (official), see ``VasoMIMObjective``.
         alpha: starting alpha (the schedule handler updates ``engine.alpha``).
+        gradient_accumulation_steps: batches whose gradients add up before each optimizer step
+            (MAE's ``accum_iter``), counted within each epoch; the global batch is
+            batch size x processes x these steps.
     """
 
-    def __init__(self, *args, anatomy: Optional[AnatomyGuidance] = None, guided: bool = True, consistency_weight: float = 0.1, alpha: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        anatomy: Optional[AnatomyGuidance] = None,
+        guided: bool = True,
+        consistency_weight: float = 1.0,
+        consistency_input: str = "prediction",
+        sampler: str = "batched",
+        alpha: float = 0.0,
+        gradient_accumulation_steps: int = 1,
+        **kwargs,
+    ):
         kwargs.setdefault("loss_function", None)
         kwargs.setdefault("decollate", False)
         super().__init__(*args, **kwargs)
-        self.objective = VasoMIMObjective(anatomy, guided, consistency_weight).to(self.state.device)
+        if int(gradient_accumulation_steps) < 1:
+            raise ValueError(f"gradient_accumulation_steps must be >= 1, got {gradient_accumulation_steps}")
+        self.objective = VasoMIMObjective(anatomy, guided, consistency_weight, consistency_input, sampler).to(self.state.device)
         self.anatomy, self.alpha = self.objective.anatomy, float(alpha)  # alpha: set by AlphaScheduleHandler
+        self.accumulation_steps = int(gradient_accumulation_steps)
         dataset = getattr(self.data_loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: dataset.set_epoch(engine.state.epoch))
@@ -56,9 +75,12 @@ class VasoMIMTrainer(SupervisedTrainer):
         images, prior = _images_and_prior(batchdata, engine.state.device, engine.non_blocking)
         engine.network.train()
         use_amp = engine.amp and images.device.type == "cuda"
+        # cycles restart each epoch (as MAE's accum_iter): a partial cycle's gradients are dropped
+        micro_step = ((engine.state.iteration - 1) % engine.state.epoch_length) % self.accumulation_steps
         out = train_step(
             engine.network, self.objective, engine.optimizer, images, prior, self.alpha,
             amp_kwargs=(engine.amp_kwargs or {}) if use_amp else None, scaler=engine.scaler if use_amp else None, set_to_none=engine.optim_set_to_none,
+            accumulation_steps=self.accumulation_steps, micro_step=micro_step,
         )
         engine.state.output = {
             Keys.IMAGE: images.detach(),

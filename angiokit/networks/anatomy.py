@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..transforms import vesselness
+from ..transforms.binary_prior import DEFAULT_ROUNDS, binary_prior_from_vesselness, border_for
 
 
 class VesselnessSegmenter(nn.Module):
@@ -87,28 +88,63 @@ class FrozenSegmenter(nn.Module):
         return logits[:, 1:2] - logits[:, :1] if self.output == "softmax" else logits[:, :1]
 
 
+PRIOR_KINDS = ("binary", "continuous")
+
+
 class AnatomyGuidance(nn.Module):
     """Guidance map = w * prior + (1 - w) * S(image), and S for the consistency loss.
+
+    The prior is used as given when the batch carries one (offline priors of
+    ``python -m apps.prepare priors``); otherwise it is computed on the images' device:
+
+    - "binary" (default, the official prior): Sato vesselness of the frame in grey levels,
+      truncated, ``prior_border`` zeroed, the 4-connected region of the pixels at or above the
+      ``prior_percentile`` grown from the maximum (``angiokit.transforms.binary_vessel_prior``,
+      ``prior_rounds`` labelling rounds: no host sync);
+    - "continuous": the Sato vesselness scaled to [0, 1] by its maximum.
 
     Args:
         segmenter: S (default ``VesselnessSegmenter()``).
         prior_weight: w (official VasoMIM: 0.5).
-        prior_sigmas: scales of the vesselness prior when it is computed on the fly.
+        prior_sigmas: Sato scales of the prior when it is computed here.
+        prior: "binary" or "continuous".
+        prior_border: pixels zeroed along each edge of the binary prior; None: the official
+            20 px of a 512-px frame at the images' size (9 px at 224).
+        prior_percentile: the binary prior's threshold (official: 92).
+        prior_rounds: labelling rounds of the region growing (see ``grow_from_maximum``).
     """
 
-    def __init__(self, segmenter: Optional[nn.Module] = None, prior_weight: float = 0.5, prior_sigmas: Sequence[float] = (1.0, 2.0, 3.0, 4.0)):
+    def __init__(
+        self,
+        segmenter: Optional[nn.Module] = None,
+        prior_weight: float = 0.5,
+        prior_sigmas: Sequence[float] = (1.0, 2.0, 3.0, 4.0),
+        prior: str = "binary",
+        prior_border: Optional[int] = None,
+        prior_percentile: float = 92.0,
+        prior_rounds: int = DEFAULT_ROUNDS,
+    ):
         super().__init__()
         if not 0.0 <= prior_weight <= 1.0:
             raise ValueError(f"prior_weight must be in [0, 1], got {prior_weight}")
+        if prior not in PRIOR_KINDS:
+            raise ValueError(f"prior must be one of {PRIOR_KINDS}, got {prior!r}")
         self.segmenter = segmenter if segmenter is not None else VesselnessSegmenter()
         self.segmenter.requires_grad_(False)
         self.prior_weight, self.prior_sigmas = float(prior_weight), tuple(float(s) for s in prior_sigmas)
+        self.prior_kind, self.prior_border, self.prior_percentile, self.prior_rounds = prior, prior_border, float(prior_percentile), int(prior_rounds)
+
+    def prior_from_vesselness(self, v: torch.Tensor) -> torch.Tensor:
+        """The prior [B, 1, H, W] from the Sato vesselness ``v`` of frames in [0, 1]."""
+        if self.prior_kind == "binary":  # the official filter sees 0-255 frames: Sato is linear
+            border = border_for(v.shape[-1]) if self.prior_border is None else int(self.prior_border)
+            return binary_prior_from_vesselness(v * 255.0, border, self.prior_percentile, self.prior_rounds)
+        return v / v.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
     @torch.no_grad()
     def prior(self, images: torch.Tensor) -> torch.Tensor:
-        """Vesselness scaled to [0, 1] per image."""
-        v = vesselness(images.float().mean(1, keepdim=True), self.prior_sigmas)
-        return v / v.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        """The prior of frames in [0, 1] (channels averaged), [B, 1, H, W] in [0, 1]."""
+        return self.prior_from_vesselness(vesselness(images.float().mean(1, keepdim=True), self.prior_sigmas))
 
     @torch.no_grad()
     def segment(self, images: torch.Tensor) -> torch.Tensor:
@@ -122,8 +158,7 @@ class AnatomyGuidance(nn.Module):
         seg = self.segmenter
         if isinstance(seg, VesselnessSegmenter) and seg.sigmas == self.prior_sigmas and images.shape[1] == 1:
             v = vesselness(images.float(), self.prior_sigmas)
-            prior = v / v.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            return prior, torch.sigmoid((v - seg.threshold) / seg.temperature)
+            return self.prior_from_vesselness(v), torch.sigmoid((v - seg.threshold) / seg.temperature)
         return self.prior(images), self.segment(images)
 
     @torch.no_grad()

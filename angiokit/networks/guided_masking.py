@@ -1,9 +1,9 @@
 """Anatomy-guided masking for VasoMIM, batched and free of host syncs.
 
 Per image: the guidance map becomes a per-patch vessel probability p (each patch's share of the
-vessel signal). Of the ``num_mask`` masked patches, ``k = round(alpha * num_mask)`` are drawn
-from p without replacement, the rest uniformly from the remaining patches; images without vessel
-signal are masked uniformly. Every image gets exactly ``num_mask`` masked patches.
+vessel signal). Of the ``num_mask`` masked patches, ``k = int(alpha * num_mask)`` (rounded down,
+as the official code) are drawn from p without replacement, the rest uniformly from the
+remaining patches; images without vessel signal are masked uniformly. Every image gets exactly ``num_mask`` masked patches.
 
 Weighted sampling without replacement by the exponential race (Efraimidis & Spirakis 2006;
 the Gumbel-top-k trick): with E_i ~ Exp(1), the k patches with the smallest E_i / p_i are
@@ -54,7 +54,7 @@ def guided_masking(
         raise ValueError(f"num_mask must be in (0, {n}), got {num_mask}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    k_guided = int(round(alpha * num_mask))
+    k_guided = int(alpha * num_mask)
     # integer uniform keys (top-k on int32 is faster than on floats): the lowest num_mask are masked
     priority = torch.randint(0, GUIDED_OFFSET, (b, n), dtype=torch.int32, device=probs.device, generator=generator)
     if k_guided > 0:
@@ -74,7 +74,7 @@ def reference_guided_masking(probs: torch.Tensor, num_mask: int, alpha: float):
     tensor ops per image); for tests and as the benchmark baseline. Same outputs as
     ``guided_masking``."""
     b, n = probs.shape
-    k_guided = int(round(alpha * num_mask))
+    k_guided = int(alpha * num_mask)
     keep = torch.empty(b, n - num_mask, dtype=torch.long, device=probs.device)
     for i in range(b):
         p = probs[i]

@@ -16,6 +16,7 @@ import torch
 from monai.networks import nets
 from monai.networks.nets import UNETR, ViT
 
+from ..optim import param_groups
 from .checkpoint import records_constructor, update_constructor
 from .encoder_export import SIZE_KEYS, load_encoder_file, vit_sizes
 from .vasomim import freeze_unused_cross_attention
@@ -92,25 +93,10 @@ class BasicUNet(nets.BasicUNet):
     its constructor in the checkpoints it writes."""
 
 
-def layer_decay_param_groups(network: torch.nn.Module, lr: float, weight_decay: float = 0.05, layer_decay: float = 1.0) -> List[Dict]:
+def layer_decay_param_groups(network: torch.nn.Module, lr: float, weight_decay: float = 0.05, layer_decay: float = 1.0, no_weight_decay=()) -> List[Dict]:
     """AdamW parameter groups with layer-wise lr decay (BEiT / MAE fine-tuning): the decoder gets
     ``lr``, encoder block i gets ``lr * layer_decay ** (depth - i)``, the patch embedding
-    ``lr * layer_decay ** (depth + 1)``; no weight decay on biases and norms. ``layer_decay``
-    1.0 gives plain AdamW groups (for networks without a ``vit``, e.g. U-Nets)."""
-    network = getattr(network, "module", network)
-    depth = len(getattr(getattr(network, "vit", None), "blocks", []))
-    groups: Dict[tuple, Dict] = {}
-    for name, p in network.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith("vit.patch_embedding"):
-            layer = 0
-        elif name.startswith("vit.blocks."):
-            layer = int(name.split(".")[2]) + 1
-        else:
-            layer = depth + 1
-        decay = 0.0 if (p.ndim == 1 or name.endswith(".bias")) else weight_decay
-        scale = layer_decay ** (depth + 1 - layer)
-        group = groups.setdefault((layer, decay), {"params": [], "weight_decay": decay, "lr": lr * scale, "lr_scale": scale})
-        group["params"].append(p)
-    return list(groups.values())
+    ``lr * layer_decay ** (depth + 1)``; no weight decay on biases, norms and the parameters
+    named in ``no_weight_decay``. ``angiokit.optim.param_groups`` (the one rule of both bundles)
+    with the layer scales, kept for callers of angiokit 0.2."""
+    return param_groups(network, weight_decay, no_weight_decay, lr=lr, layer_decay=layer_decay)

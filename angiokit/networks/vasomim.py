@@ -72,7 +72,7 @@ class VasoMIM(MaskedAutoEncoderViT):
 
     @property
     def num_patches(self) -> int:
-        return self.patch_embedding.n_patches
+        return int(self.patch_embedding.n_patches)  # a numpy integer in MONAI: torch.compile cannot trace its arithmetic
 
     @property
     def num_mask(self) -> int:
@@ -111,7 +111,7 @@ class VasoMIM(MaskedAutoEncoderViT):
         """[B, 1 + K, D] encoder tokens -> [B, N, p*p*C] predicted patches."""
         x = self.decoder_embed(latent)
         b, n = x.shape[0], self.num_patches
-        full = self.mask_tokens.expand(b, n, -1).clone()
+        full = self.mask_tokens.to(x.dtype).expand(b, n, -1).clone()  # x is bf16 under autocast
         full.scatter_(1, keep[..., None].expand(-1, -1, x.shape[-1]), x[:, 1:])
         x = torch.cat([x[:, :1], full + self.decoder_pos_embedding], dim=1)
         return self.decoder_pred(self.decoder_blocks(x))[:, 1:]
@@ -160,6 +160,12 @@ class VasoMIM(MaskedAutoEncoderViT):
         per_patch = ((pred.float() - self.targets(images).float()) ** 2).mean(-1)
         m = mask.to(per_patch.dtype)
         return (per_patch * m).sum() / m.sum().clamp_min(1.0)
+
+    def predicted_image(self, images: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] the decoder's prediction of every patch, visible ones included, in the
+        pixel space of ``images`` (de-normalised when ``norm_pix_loss``): the image the official
+        VasoMIM consistency loss segments. Differentiable with respect to ``pred``."""
+        return self.unpatchify(self.pixel_prediction(images, pred))
 
     def reconstruct(self, images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The image the model sees and fills in: visible patches from ``images``, masked ones

@@ -1,10 +1,17 @@
-"""MONAI-style transforms for angiograms: vesselness prior and coarse vessel mask."""
+"""MONAI-style transforms for angiograms: vesselness prior, the official binary prior, coarse
+vessel mask, the random resized crop of pre-training."""
 
+from .binary_prior import binary_prior_from_vesselness, binary_vessel_prior, grow_from_maximum
 from .coarse_mask import coarse_vessel_mask
+from .crop import RandResizedCropd
 from .prior_transforms import CoarseVesselMask, CoarseVesselMaskd, VesselnessPrior, VesselnessPriord
 from .vesselness import gaussian_blur, vesselness
 
 __all__ = [
+    "RandResizedCropd",
+    "binary_prior_from_vesselness",
+    "binary_vessel_prior",
+    "grow_from_maximum",
     "CoarseVesselMask",
     "CoarseVesselMaskd",
     "VesselnessPrior",

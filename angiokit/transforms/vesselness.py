@@ -22,20 +22,63 @@ mode="reflect"), which puts a spurious ridge along the edges that we do not repr
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 SECOND_DIFF_VARIANCE = 1.0 / 6.0
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _gaussian_weights(sigma: float) -> tuple:
     radius = max(1, int(math.ceil(3.0 * sigma)))
-    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
+    k = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-radius, radius + 1)]
+    return tuple(v / sum(k) for v in k)
+
+
+def _blur_pass(x: torch.Tensor, k: tuple, dim: int) -> torch.Tensor:
+    """One separable pass along ``dim``: symmetric edges, then a weighted sum of shifted views."""
+    r, size = (len(k) - 1) // 2, x.shape[dim]
+    padded = torch.cat([x.narrow(dim, 0, r).flip(dim), x, x.narrow(dim, size - r, r).flip(dim)], dim=dim)
+    out = padded.narrow(dim, 0, size) * k[0]
+    for i in range(1, len(k)):
+        out.add_(padded.narrow(dim, i, size), alpha=k[i])
+    return out
+
+
+def _blur_pass_adjoint(grad: torch.Tensor, k: tuple, dim: int) -> torch.Tensor:
+    """The transpose of ``_blur_pass``: spread each output's gradient over its taps, then fold
+    the gradients of the mirrored edge pixels back onto the pixels they copy."""
+    r, size = (len(k) - 1) // 2, grad.shape[dim]
+    shape = list(grad.shape)
+    shape[dim] = size + 2 * r
+    spread = grad.new_zeros(shape)
+    for i in range(len(k)):
+        spread.narrow(dim, i, size).add_(grad, alpha=k[i])
+    out = spread.narrow(dim, r, size).clone()
+    out.narrow(dim, 0, r).add_(spread.narrow(dim, 0, r).flip(dim))
+    out.narrow(dim, size - r, r).add_(spread.narrow(dim, size + r, r).flip(dim))
+    return out
+
+
+class _BlurPass(torch.autograd.Function):
+    """``_blur_pass`` with its transpose as the backward. Autograd's own backward of the shifted
+    views allocates and zero-fills a full-size gradient per tap: this one is as cheap as the
+    forward pass (the consistency loss differentiates the vesselness in every training step)."""
+
+    @staticmethod
+    def forward(ctx, x, k, dim):
+        ctx.k, ctx.dim = k, dim
+        return _blur_pass(x, k, dim)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        return _blur_pass_adjoint(grad, ctx.k, ctx.dim), None, None
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -43,21 +86,17 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
     Each pass is a weighted sum of shifted views (one fused multiply-add per tap): no
     transposes or im2col copies, which dominate a 1-channel ``conv2d`` at the kernel sizes the
-    cascade needs (7-15 taps).
+    cascade needs (7-15 taps). Its gradient is the transposed pass (``_BlurPass``).
     """
     if sigma < 0.05:
         return x
-    k = _gaussian_kernel(sigma, x.device, x.dtype).tolist()
+    k = _gaussian_weights(float(sigma))  # host numbers: reading a device kernel back would stall a GPU step
     r = (len(k) - 1) // 2
     h, w = x.shape[-2:]
     if r >= min(h, w):
         raise ValueError(f"image of {h}x{w} pixels is too small for a Gaussian of sigma {sigma:.2f}")
-    for dim, size in ((-1, w), (-2, h)):
-        padded = torch.cat([x.narrow(dim, 0, r).flip(dim), x, x.narrow(dim, size - r, r).flip(dim)], dim=dim)
-        out = padded.narrow(dim, 0, size) * k[0]
-        for i in range(1, len(k)):
-            out.add_(padded.narrow(dim, i, size), alpha=k[i])
-        x = out
+    for dim in (-1, -2):
+        x = _BlurPass.apply(x, k, dim)
     return x
 
 
@@ -93,6 +132,53 @@ def _response(method: str, l_big: torch.Tensor, l_small: torch.Tensor, sigma: fl
     else:
         gamma2 = float(gamma) ** 2
     return torch.exp(-rb2 / (2 * beta**2)) * (1.0 - torch.exp(-s2 / (2 * gamma2)))
+
+
+def _hessian_adjoint(g_xx: torch.Tensor, g_xy: torch.Tensor, g_yy: torch.Tensor) -> torch.Tensor:
+    """The transpose of ``hessian_from_smoothed``: gradients of (Hxx, Hxy, Hyy) -> gradient of the
+    smoothed image (stencils spread onto the padded grid, the replicated edges folded back)."""
+    n, c, h, w = g_xx.shape
+    gp = g_xx.new_zeros(n, c, h + 2, w + 2)
+    gp[..., 1:-1, 2:] += g_xx
+    gp[..., 1:-1, :-2] += g_xx
+    gp[..., 2:, 1:-1] += g_yy
+    gp[..., :-2, 1:-1] += g_yy
+    gp[..., 1:-1, 1:-1] -= 2 * (g_xx + g_yy)
+    q = 0.25 * g_xy
+    gp[..., 2:, 2:] += q
+    gp[..., 2:, :-2] -= q
+    gp[..., :-2, 2:] -= q
+    gp[..., :-2, :-2] += q
+    gp[..., 1, :] += gp[..., 0, :]  # replicate padding: each padded row / column copies the edge
+    gp[..., -2, :] += gp[..., -1, :]
+    gp[..., :, 1] += gp[..., :, 0]
+    gp[..., :, -2] += gp[..., :, -1]
+    return gp[..., 1:-1, 1:-1].contiguous()
+
+
+class _SatoResponse(torch.autograd.Function):
+    """sigma^2 * max(largest Hessian eigenvalue, 0) of a smoothed image, with its gradient written
+    out: autograd's backward of the stencils' shifted views zero-fills a full-size gradient per
+    view, and this runs in every training step (the consistency loss). Same forward values as
+    ``_response("sato", ...)``."""
+
+    @staticmethod
+    def forward(ctx, level, sigma):
+        hxx, hxy, hyy = hessian_from_smoothed(level)
+        half_diff = 0.5 * (hxx - hyy)
+        radius = torch.sqrt(half_diff * half_diff + hxy * hxy + 1e-10)
+        l_big = 0.5 * (hxx + hyy) + radius
+        ctx.sigma2 = sigma**2
+        ctx.save_for_backward(half_diff / radius, hxy / radius, l_big >= 0)
+        return ctx.sigma2 * l_big.clamp_min(0.0)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        d_diff, d_xy, positive = ctx.saved_tensors
+        g = grad * positive * ctx.sigma2  # d response / d l_big
+        # l_big = (hxx + hyy) / 2 + sqrt(((hxx - hyy) / 2)^2 + hxy^2)
+        return _hessian_adjoint(g * (0.5 + 0.5 * d_diff), g * d_xy, g * (0.5 - 0.5 * d_diff)), None
 
 
 def vesselness(
@@ -141,6 +227,10 @@ def vesselness(
         target = sigma**2 - SECOND_DIFF_VARIANCE
         level = gaussian_blur(level, math.sqrt(max(target - variance, 0.0)))
         variance = max(target, variance)
-        response = _response(method, *hessian_eigenvalues(*hessian_from_smoothed(level)), sigma, beta, gamma)
-        best = torch.maximum(best, response)
+        if method == "sato":
+            response = _SatoResponse.apply(level, sigma)
+        else:
+            response = _response(method, *hessian_eigenvalues(*hessian_from_smoothed(level)), sigma, beta, gamma)
+        # (a where: its backward is two selects, torch.maximum's splits ties with extra passes)
+        best = torch.where(response > best, response, best)
     return best.reshape(shape)

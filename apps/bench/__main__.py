@@ -7,6 +7,8 @@ import os
 import sys
 
 BENCHMARKS = {
+    "loader": "apps.bench.loader",
+    "gpu": "apps.bench.gpu",
     "masking": "apps.bench.masking",
     "prior": "apps.bench.prior",
     "server": "apps.bench.server",

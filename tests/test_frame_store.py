@@ -246,3 +246,19 @@ def test_gpu_crop_anti_aliases_when_it_shrinks():
     assert (out[..., 2:-2, 2:-2] - 0.5).abs().max() < 0.1
     aliased = resized_crop(stripes, box, 15, antialias=False)
     assert torch.equal(aliased, torch.ones_like(aliased))  # grid_sample alone: every sample on a bright stripe
+
+
+def test_the_overlay_crops_on_the_device_when_asked(xa170k, tmp_path):
+    """``--gpu_crop true`` (the default on CUDA): the store's uint8 frames go to the device whole
+    and the trainer crops and flips them in batch there; here on the CPU, one short epoch."""
+    from .bundle_utils import workflow
+
+    root, _ = xa170k
+    store = pack_frames(root / "cadica", tmp_path / "store", size=SIDE, progress=False)
+    wf = workflow("vasomim_pretrain", ["train", "packed"], "train", bundle_root=str(tmp_path / "run"), packed_store=str(store), gpu_crop=True, preset="vit_tiny", image_size=32, batch_size=2, num_workers=0, max_epochs=1, warmup_epochs=0, device="$torch.device('cpu')")
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.data_loader.dataset.transform is None and trainer.batch_transform is not None
+    wf.run()
+    assert trainer.state.output["image"].shape == (2, 1, 32, 32) and torch.isfinite(trainer.state.output["loss"])
+    wf.finalize()

@@ -426,7 +426,19 @@ def gpu_random_resized_crop(images: torch.Tensor, priors: Optional[torch.Tensor]
     return out, out_priors
 
 
+class GPURandomResizedCrop:
+    """``gpu_random_resized_crop`` at ``size`` as a trainer's ``batch_transform``
+    ``(images, prior) -> (images, prior)`` (a class, so a config can build it and it pickles)."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def __call__(self, images: torch.Tensor, priors: Optional[torch.Tensor] = None):
+        return gpu_random_resized_crop(images, priors, self.size)
+
+
 __all__ = [
+    "GPURandomResizedCrop",
     "PackedFrameDataset",
     "gpu_random_resized_crop",
     "pack_frames",

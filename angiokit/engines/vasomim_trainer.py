@@ -9,7 +9,7 @@ without gradients, adding the reconstructions and the per-frame masked-patch err
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from ignite.engine import Events
@@ -24,12 +24,16 @@ SCALARS = ("loss", "loss_reconstruction", "loss_consistency", "alpha", "lr")
 """Per-iteration values in the trainer output, logged to TensorBoard."""
 
 
-def _images_and_prior(batch: Dict, device, non_blocking: bool):
+def _images_and_prior(batch: Dict, device, non_blocking: bool, batch_transform: Optional[Callable] = None):
     """The batch's images [B, C, S, S] and pre-computed prior [B, 1, S, S] (or None), as float32
-    on ``device``."""
-    images = batch["image"].to(device, non_blocking=non_blocking).float()
+    on ``device``; ``batch_transform(images, prior)`` first, on the device, when given (e.g. the
+    crops and flips of uint8 frames of a packed store: ``gpu_random_resized_crop``)."""
+    images = batch["image"].to(device, non_blocking=non_blocking)
     prior = batch.get("prior")
-    return images, (prior.to(device, non_blocking=non_blocking).float() if prior is not None else None)
+    prior = prior.to(device, non_blocking=non_blocking) if prior is not None else None
+    if batch_transform is not None:
+        images, prior = batch_transform(images, prior)
+    return images.float(), (prior.float() if prior is not None else None)
 
 
 class VasoMIMTrainer(SupervisedTrainer):
@@ -45,6 +49,8 @@ class VasoMIMTrainer(SupervisedTrainer):
         gradient_accumulation_steps: batches whose gradients add up before each optimizer step
             (MAE's ``accum_iter``), counted within each epoch; the global batch is
             batch size x processes x these steps.
+        batch_transform: ``(images, prior) -> (images, prior)`` applied to each batch on the
+            device before the step (``configs/packed.json`` crops and flips there on CUDA).
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class VasoMIMTrainer(SupervisedTrainer):
         sampler: str = "batched",
         alpha: float = 0.0,
         gradient_accumulation_steps: int = 1,
+        batch_transform: Optional[Callable] = None,
         **kwargs,
     ):
         kwargs.setdefault("loss_function", None)
@@ -67,12 +74,13 @@ class VasoMIMTrainer(SupervisedTrainer):
         self.objective = VasoMIMObjective(anatomy, guided, consistency_weight, consistency_input, sampler).to(self.state.device)
         self.anatomy, self.alpha = self.objective.anatomy, float(alpha)  # alpha: set by AlphaScheduleHandler
         self.accumulation_steps = int(gradient_accumulation_steps)
+        self.batch_transform = batch_transform
         dataset = getattr(self.data_loader, "dataset", None)
         if hasattr(dataset, "set_epoch"):
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: dataset.set_epoch(engine.state.epoch))
 
     def _iteration(self, engine, batchdata: Dict[str, torch.Tensor]) -> Dict:
-        images, prior = _images_and_prior(batchdata, engine.state.device, engine.non_blocking)
+        images, prior = _images_and_prior(batchdata, engine.state.device, engine.non_blocking, self.batch_transform)
         engine.network.train()
         use_amp = engine.amp and images.device.type == "cuda"
         # cycles restart each epoch (as MAE's accum_iter): a partial cycle's gradients are dropped

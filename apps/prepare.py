@@ -2,13 +2,15 @@
 
     python -m apps.prepare arcade --images DIR --annotations test.json --out OUT [--categories '[stenosis]'] [--split arcade_stenosis]
     python -m apps.prepare pairs  --images DIR [--masks DIR] --out OUT [--split xcad_samples]
-    python -m apps.prepare dca1   --root DIR --out OUT
+    python -m apps.prepare dca1   ROOT OUT                           # ROOT: N.pgm + N_gt.pgm, or images/ + masks/ (tr_NN / te_NN -> packaged split dca1)
+    python -m apps.prepare arcade-s TRAIN_ROOT TEST_ROOT OUT         # ARCADE-S: stenosis train 1,000 / test 300 (packaged split arcade_s)
     python -m apps.prepare dicom  --src FILE_OR_DIR --out OUT [--frames all|max_contrast|N]
     python -m apps.prepare priors SRC [OUT] [--workers N]            # official binary vessel priors (PNG)
     python -m apps.prepare bootstrap-segmenter --out bundles/vasomim_pretrain/models/bootstrap_unet.pt [--datalist D | --data_glob 'DIR/*.png']
     python -m apps.prepare pack SRC OUT [--size 512] [--workers 8]   # frames (+ priors) -> packed frame store
 
-``--split`` takes a packaged split name (xcad_samples, arcade_stenosis), a JSON file with
+``--split`` takes a packaged split name (xcad_samples, dca1, arcade_s; arcade_stenosis is
+superseded by arcade_s), a JSON file with
 "training" / "validation" / "test" lists of file stems, or nothing (hash split by case with
 --val_fraction / --test_fraction). Binary labels are written as 0/255.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import fire
 
-from angiokit.data.adapters import prepare_arcade, prepare_dca1, prepare_dicom_frames, prepare_pairs
+from angiokit.data.adapters import prepare_arcade, prepare_arcade_s, prepare_dca1, prepare_dicom_frames, prepare_pairs
 from angiokit.data.priors import write_priors
 
 
@@ -33,8 +35,17 @@ def pairs(images: str, out: str, masks: str = None, split=None, val_fraction: fl
 
 
 def dca1(root: str, out: str, split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
-    """DCA1 / 134XCA: N.pgm + N_gt.pgm in one folder."""
+    """DCA1 / 134XCA: N.pgm + N_gt.pgm in one folder, or images/ + masks/ with identical names.
+    Masks thresholded at > 127. tr_NN / te_NN names and no --split: the packaged dca1 split (test
+    = te_*, validation = a --val_fraction hold-out of tr_* by --seed)."""
     print(f"datalist written to {prepare_dca1(root, out, split, val_fraction, test_fraction, seed)}")
+
+
+def arcade_s(train_root: str, test_root: str, out: str, split="arcade_s", val_fraction: float = 0.1, seed: int = 0):
+    """ARCADE-S: stenosis TRAIN_ROOT (1,000) and TEST_ROOT (300), each images/ + annotations/*.json
+    -> one datalist: training / validation (a --val_fraction hold-out by --seed) from train, test
+    = the 300; binary stenosis masks rasterised from the COCO polygons; case ids train_N / test_N."""
+    print(f"datalist written to {prepare_arcade_s(train_root, test_root, out, split, val_fraction, seed)}")
 
 
 def dicom(src: str, out: str, frames="all", split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
@@ -77,4 +88,4 @@ def pack(src: str, out: str, size: int = 512, workers: int = 1, splits=("trainin
 
 
 if __name__ == "__main__":
-    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter, "pack": pack})
+    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "arcade-s": arcade_s, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter, "pack": pack})

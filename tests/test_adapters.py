@@ -129,3 +129,81 @@ def test_packaged_splits_follow_the_provenance_files():
     assert arcade["training"][:2] == ["1", "2"] and arcade["test"][-1] == "300" and len(arcade["test"]) == 100
     with pytest.raises(AngioDataError, match="packaged"):
         load_split("no_such_split")
+
+
+def _split_doc(name):
+    from importlib import resources
+
+    return json.loads(resources.files("angiokit.data.splits").joinpath(f"{name}.json").read_text())
+
+
+def test_superseded_arcade_stenosis_split_says_so():
+    assert _split_doc("arcade_stenosis")["description"].startswith("SUPERSEDED by arcade_s.json")
+
+
+def test_dca1_split_matches_the_provenance_and_the_files():
+    root = shared_data("dca1")
+    split = load_split("dca1")
+    on_disk = {p.stem for p in (root / "images").glob("*.png")}
+    assert len(split["training"]) == 40 and len(split["test"]) == 40 and "validation" not in split
+    assert all(c.startswith("tr_") for c in split["training"]) and all(c.startswith("te_") for c in split["test"])
+    assert set(split["training"]) | set(split["test"]) == on_disk
+    for case in split["training"] + split["test"]:
+        assert (root / "images" / f"{case}.png").is_file() and (root / "masks" / f"{case}.png").is_file(), case
+
+
+def test_arcade_s_split_matches_the_two_folders():
+    train_root, test_root = shared_data("arcade_stenosis_train"), shared_data("arcade_stenosis_test")
+    split = load_split("arcade_s")
+    assert len(split["training"]) == 1000 and len(split["test"]) == 300
+    # both folders number their files from 1.png: the case ids carry the split as a prefix
+    assert {c.removeprefix("train_") for c in split["training"]} == {p.stem for p in (train_root / "images").glob("*.png")}
+    assert {c.removeprefix("test_") for c in split["test"]} == {p.stem for p in (test_root / "images").glob("*.png")}
+    assert not set(split["training"]) & set(split["test"])
+    duplicates = [c for group in _split_doc("arcade_s")["duplicates_in_training"] for c in group]
+    assert len(duplicates) == 6 and set(duplicates) <= set(split["training"])
+
+
+def test_validation_holdout_takes_only_training_and_keeps_duplicates_together():
+    from angiokit.data.adapters import with_validation_holdout
+
+    fixed = {"training": [f"t{i}" for i in range(50)], "test": ["x1", "x2"]}
+    pinned = [["t0", "t1"], ["t2", "t3"]]
+    held = with_validation_holdout(fixed, 0.3, 0, keep_in_training=pinned)
+    assert held["test"] == ["x1", "x2"] and held["validation"]
+    assert sorted(held["training"] + held["validation"]) == sorted(fixed["training"])
+    assert {"t0", "t1", "t2", "t3"} <= set(held["training"])
+    assert held == with_validation_holdout(fixed, 0.3, 0, keep_in_training=pinned)  # seeded: stable
+    assert with_validation_holdout(fixed, 0.3, 1, keep_in_training=pinned)["validation"] != held["validation"]
+
+
+def test_dca1_images_and_masks_layout_thresholds_stray_grey_values(tmp_path):
+    root = tmp_path / "dca1"
+    (root / "images").mkdir(parents=True), (root / "masks").mkdir()
+    for i, case in enumerate(("tr_01", "tr_13", "te_01")):
+        Image.fromarray(_frame(i)).save(root / "images" / f"{case}.png")
+        mask = np.zeros((48, 48), np.uint8)
+        mask[10:14, 5:40] = 255
+        if case == "te_01":
+            mask[30, 30], mask[31, 31] = 100, 200  # stray grey values, as in DCA1's te_23
+        Image.fromarray(mask).save(root / "masks" / f"{case}.png")
+    doc = json.load(open(prepare_dca1(str(root), str(tmp_path / "out"), progress=False)))
+    # packaged dca1 split: te_* test; tr_13 is in the seed-0 validation hold-out of the 40 tr_*
+    assert [e["case"] for e in doc["test"]] == ["te_01"] and [e["case"] for e in doc["validation"]] == ["tr_13"]
+    assert "thresholded at > 127" in doc["description"] and "te_01" in doc["description"]
+    label = np.asarray(Image.open(tmp_path / "out" / doc["test"][0]["label"]))
+    assert set(np.unique(label)) == {0, 255} and label[30, 30] == 0 and label[31, 31] == 255
+
+
+def test_prepare_real_dca1_fixed_split_binary_masks(tmp_path):
+    root = shared_data("dca1")
+    doc = json.load(open(prepare_dca1(str(root), str(tmp_path), progress=False)))
+    training, validation, test = ([e["case"] for e in doc[s]] for s in ("training", "validation", "test"))
+    assert len(training) + len(validation) == 40 and 0 < len(validation) < 10 and len(test) == 40
+    assert sorted(training + validation) == sorted(load_split("dca1")["training"]) and sorted(test) == load_split("dca1")["test"]
+    for entry in doc["training"] + doc["validation"] + doc["test"]:
+        assert set(np.unique(np.asarray(Image.open(tmp_path / entry["label"])))) <= {0, 255}, entry["case"]
+    te_23 = np.asarray(Image.open(tmp_path / "labels" / "te_23.png"))
+    source = np.asarray(Image.open(root / "masks" / "te_23.png"))
+    assert set(np.unique(source)) - {0, 255}  # the distributed mask does carry stray values
+    assert np.array_equal(te_23 > 0, source > 127)

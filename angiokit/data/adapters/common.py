@@ -43,6 +43,37 @@ def load_split(split: SplitSpec) -> Optional[Dict[str, List[str]]]:
     return {k: [str(v) for v in doc[k]] for k in ("training", "validation", "test") if k in doc}
 
 
+def split_groups(split: SplitSpec, key: str = "duplicates_in_training") -> List[List[str]]:
+    """Groups of cases a packaged or JSON split file says belong together (e.g. byte-identical
+    images), [] where it names none."""
+    if split is None or isinstance(split, dict):
+        return []
+    if os.path.isfile(split):
+        with open(split) as f:
+            doc = json.load(f)
+    else:
+        doc = json.loads(resources.files("angiokit.data.splits").joinpath(f"{split}.json").read_text())
+    return [[str(c) for c in group] for group in doc.get(key, [])]
+
+
+def with_validation_holdout(split: SplitSpec, val_fraction: float, seed: int, keep_in_training: Iterable[Iterable[str]] = ()) -> Dict[str, List[str]]:
+    """A fixed split with training and test but no validation -> the same split with a seeded
+    hash fraction of training moved to validation (test untouched). Cases of a group in
+    ``keep_in_training`` (duplicated images) stay in training, so no copy of a validation image
+    is trained on. A split that already has a validation list is returned unchanged."""
+    fixed = load_split(split)
+    if fixed is None or "training" not in fixed:
+        raise AngioDataError(str(split), "a fixed split with a 'training' list is needed to hold out validation from it")
+    if fixed.get("validation") or val_fraction <= 0:
+        return fixed
+    pinned = {c for group in keep_in_training for c in group}
+    movable = [c for c in fixed["training"] if c not in pinned]
+    hashed = assign_splits(movable, val_fraction, 0.0, seed)
+    validation = [c for c in movable if hashed[c] == "validation"]
+    held = set(validation)
+    return {**fixed, "training": [c for c in fixed["training"] if c not in held], "validation": validation}
+
+
 def case_splits(cases: Iterable[str], split: SplitSpec, val_fraction: float, test_fraction: float, seed: int) -> Dict[str, str]:
     """case -> split name, from a fixed split (every case must be listed) or by hash."""
     cases = sorted(set(cases))
@@ -56,12 +87,19 @@ def case_splits(cases: Iterable[str], split: SplitSpec, val_fraction: float, tes
     return {c: where[c] for c in cases}
 
 
-def binary_mask(path: str, expected_shape=None) -> np.ndarray:
-    """Read a binary mask; values must be {0} or {0, v} for one v > 0 (0/1, 0/255, ...)."""
+def binary_mask(path: str, expected_shape=None, threshold: Optional[float] = None) -> np.ndarray:
+    """Read a binary mask; values must be {0} or {0, v} for one v > 0 (0/1, 0/255, ...).
+
+    threshold: foreground = value > threshold instead, for a distribution whose masks carry a
+    few stray grey values (DCA1: > 127); no value check then."""
     frames = read_angiogram(path).frames
     if frames.shape[0] != 1:
         raise AngioDataError(path, f"mask has {frames.shape[0]} frames; expected one")
     mask = frames[0]
+    if threshold is not None:
+        if expected_shape is not None and mask.shape != tuple(expected_shape):
+            raise AngioDataError(path, f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {expected_shape[0]}x{expected_shape[1]}")
+        return mask > threshold
     values = np.unique(mask)
     if len(values) > 2 or values.min() < 0 or (len(values) == 2 and values[0] != 0):
         shown = values[:8].tolist()

@@ -7,12 +7,13 @@ from .classical import VesselnessThresholdSegmenter
 from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
 from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
 from .presets import PRESETS, size_overrides, vit_size
-from .segmenter import BasicUNet, ViTSegmenter, layer_decay_param_groups
+from .segmenter import BasicUNet, DynUNet, ViTSegmenter, layer_decay_param_groups
 from .vasomim import VasoMIM
 
 __all__ = [
     "AnatomyGuidance",
     "BasicUNet",
+    "DynUNet",
     "NetworkSpec",
     "checkpoint_setting",
     "load_network",

@@ -1,5 +1,6 @@
-"""Vessel segmenters: a ViT encoder (S/B/L presets, VasoMIM-initialisable) with a UNETR decoder,
-and the layer-wise learning-rate decay used to fine-tune it.
+"""Vessel segmenters: a ViT encoder (S/B/L presets, VasoMIM-initialisable) with a UNETR decoder
+or CheXWorld's UNet adapter (``decoder="unet_adapter"``, ``angiokit.networks.unet_adapter``), and
+the layer-wise learning-rate decay used to fine-tune it.
 
 MONAI's ``UNETR`` fixes the encoder at 12 blocks and taps blocks 3, 6 and 9 for its skip
 connections; ``ViTSegmenter`` is a ``UNETR`` whose encoder depth follows the preset (24 blocks
@@ -19,24 +20,35 @@ from monai.networks.nets import UNETR, ViT
 from ..optim import param_groups
 from .checkpoint import records_constructor, update_constructor
 from .encoder_export import SIZE_KEYS, load_encoder_file, vit_sizes
+from .unet_adapter import UNetAdapter, add_drop_path, check_sizes, tokens_to_grid
 from .vasomim import freeze_unused_cross_attention
 
 logger = logging.getLogger(__name__)
 
+DECODERS = ("unetr", "unet_adapter")
+
 
 @records_constructor
 class ViTSegmenter(UNETR):
-    """ViT encoder + UNETR decoder for 2-D frames; returns logits [B, out_channels, H, W].
+    """ViT encoder + UNETR decoder (or UNet adapter) for 2-D frames; returns logits [B, out_channels, H, W].
 
     Args:
         preset: "vit_s16", "vit_b16" (default) or "vit_l16"; hidden_size / mlp_dim / num_layers /
             num_heads override it (tiny test models).
         out_channels: classes including background (2 for vessel vs background).
-        img_size: training size (square, multiple of 16).
+        img_size: training size (square, multiple of 16, and of ``patch_size``).
+        feature_size: decoder width: UNETR's feature size (default 16), the adapter's base
+            channels C (default 32, CheXWorld's: levels of C, 2C, 4C, 8C, 16C channels).
+        norm_name: decoder norm (default "instance" for UNETR, "batch" for the adapter).
         dropout: dropout in the encoder blocks (MONAI Label's MC-dropout scoring sets it).
         pretrained_encoder: a file written by ``angiokit.networks.export_encoder`` (the VasoMIM
             bundle's ``models/encoder.pt``); loaded strictly, position embeddings resized when
             the size differs.
+        decoder: "unetr" (default) or "unet_adapter" (CheXWorld / VasoMIM's segmentation decoder:
+            a four-level pyramid from the last block, decoded UNet-style).
+        patch_size: 16; the adapter also takes 8 (CheXWorld's choice for segmentation), 4 or 32.
+        drop_path: stochastic depth of the encoder blocks, rising linearly to this rate at the
+            last block (0: none, as before; the recipe fine-tunes with 0.1).
     """
 
     def __init__(
@@ -45,28 +57,56 @@ class ViTSegmenter(UNETR):
         in_channels: int = 1,
         out_channels: int = 2,
         img_size: int = 224,
-        feature_size: int = 16,
+        feature_size: Optional[int] = None,
         dropout: float = 0.0,
         pretrained_encoder: Optional[str] = None,
-        norm_name: str = "instance",
+        norm_name: Optional[str] = None,
         res_block: bool = True,
         qkv_bias: bool = True,
+        decoder: str = "unetr",
+        patch_size: int = 16,
+        drop_path: float = 0.0,
         **overrides,
     ):
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         cfg = vit_sizes(preset, overrides, pretrained_encoder)
-        super().__init__(
-            in_channels=in_channels, out_channels=out_channels, img_size=img_size, feature_size=feature_size,
-            hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_heads=cfg["num_heads"], proj_type="conv",
-            norm_name=norm_name, conv_block=True, res_block=res_block, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias,
-        )
         depth = cfg["num_layers"]
-        if depth != self.num_layers:
+        vit_args = dict(
+            in_channels=in_channels, img_size=img_size, patch_size=patch_size, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"],
+            num_layers=depth, num_heads=cfg["num_heads"], proj_type="conv", classification=False, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias,
+        )
+        if decoder == "unetr":
+            if patch_size != 16:
+                raise ValueError(f"the UNETR decoder takes patch 16 only (MONAI's UNETR fixes it), got patch_size={patch_size}; decoder='unet_adapter' takes 8")
+            feature_size = 16 if feature_size is None else feature_size
+            norm_name = "instance" if norm_name is None else norm_name
+            super().__init__(
+                in_channels=in_channels, out_channels=out_channels, img_size=img_size, feature_size=feature_size,
+                hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_heads=cfg["num_heads"], proj_type="conv",
+                norm_name=norm_name, conv_block=True, res_block=res_block, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias,
+            )
+            if depth != self.num_layers:
+                self.num_layers = depth
+                self.vit = ViT(**vit_args)
+            self.taps = (depth // 4, depth // 2, 3 * depth // 4)
+        else:
+            # CheXWorld's UNet adapter (angiokit.networks.unet_adapter). UNETR's own decoder modules
+            # would be built only to be thrown away: skip UNETR.__init__ (this stays a UNETR
+            # subclass, so one class - and one checkpoint _target_ - serves both decoders).
+            check_sizes(img_size, patch_size)
+            feature_size = 32 if feature_size is None else feature_size
+            norm_name = "batch" if norm_name is None else norm_name
+            torch.nn.Module.__init__(self)
             self.num_layers = depth
-            self.vit = ViT(in_channels=in_channels, img_size=img_size, patch_size=16, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"], num_layers=depth, num_heads=cfg["num_heads"], proj_type="conv", classification=False, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias)
-        self.taps = (depth // 4, depth // 2, 3 * depth // 4)
-        self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": 16}
+            self.vit = ViT(**vit_args)
+            self.grid_size = (img_size // patch_size, img_size // patch_size)
+            self.adapter = UNetAdapter(in_channels, out_channels, cfg["hidden_size"], patch_size, feature_size, norm_name)
+        self.decoder = decoder
+        add_drop_path(self.vit.blocks, drop_path)
+        self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": patch_size}
         freeze_unused_cross_attention(self)
-        update_constructor(self, **{k: cfg[k] for k in SIZE_KEYS})
+        update_constructor(self, feature_size=feature_size, norm_name=norm_name, **{k: cfg[k] for k in SIZE_KEYS})
         if pretrained_encoder:
             self.load_pretrained(pretrained_encoder)
 
@@ -76,6 +116,12 @@ class ViTSegmenter(UNETR):
 
     def forward(self, x_in: torch.Tensor) -> torch.Tensor:
         x, hidden = self.vit(x_in)
+        # hasattr on a module is resolved when TorchScript compiles: a scripted model holds only
+        # its own decoder's branch
+        if hasattr(self, "adapter"):
+            # the pyramid is built from the last block, after the encoder's final norm (pre-trained
+            # with it; using it also keeps every encoder parameter in the graph, as DDP needs)
+            return self.adapter(x_in, tokens_to_grid(x, self.grid_size))
         a, b, c = self.taps
         enc1 = self.encoder1(x_in)
         enc2 = self.encoder2(self.proj_feat(hidden[a]))
@@ -91,6 +137,12 @@ class ViTSegmenter(UNETR):
 class BasicUNet(nets.BasicUNet):
     """MONAI's ``BasicUNet`` (the CNN baseline trained from scratch), unchanged but for recording
     its constructor in the checkpoints it writes."""
+
+
+@records_constructor
+class DynUNet(nets.DynUNet):
+    """MONAI's ``DynUNet`` (the nnU-Net-style CNN baseline; ``configs/dynunet.json``), unchanged
+    but for recording its constructor in the checkpoints it writes."""
 
 
 def layer_decay_param_groups(network: torch.nn.Module, lr: float, weight_decay: float = 0.05, layer_decay: float = 1.0, no_weight_decay=()) -> List[Dict]:

@@ -7,9 +7,11 @@ import json
 import os
 from typing import Any, Dict
 
+import torch
 from monailabel.tasks.infer.bundle import BundleInferTask
 
 from angiokit.networks import read_network_spec
+from angiokit.networks.unet_adapter import sample_dropout_only
 
 from ..bundles import ServedNetworkConstants, parse_bundle_config
 from ..weights import provenance, weights_path, without_recorded
@@ -25,6 +27,12 @@ class AngioBundleInfer(BundleInferTask):
         self.overrides = {**overrides, "dropout": float(dropout)} if dropout > 0 else dict(overrides)
         super().__init__(path, conf, const=ServedNetworkConstants(), load_strict=True, **kwargs)
         self._built_for = self._spec_key()
+
+    def _get_network(self, device, data):
+        network = super()._get_network(device, data)
+        # MC-dropout scoring (train_mode): sample dropout only, never batch norm in training mode
+        scripted = isinstance(network, torch.jit.ScriptModule)  # its submodules cannot be told apart: left as MONAI Label sets it
+        return sample_dropout_only(network) if self.train_mode and not scripted else network
 
     def _load_bundle_config(self, path, config):
         return parse_bundle_config(path, os.path.basename(config), without_recorded(path, self.overrides))

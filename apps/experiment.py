@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("ANGIOKIT_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 
 # the overlays on train.json (bundles/xa_vessel_seg/configs) that make each segmentation method
-SEGMENTERS: Dict[str, List[str]] = {"vit": [], "unet": ["unet"], "frangi": ["frangi"]}
+SEGMENTERS: Dict[str, List[str]] = {"vit": [], "unet": ["unet"], "dynunet": ["dynunet"], "frangi": ["frangi"]}
 
 # MAE's decoder (512 wide, 8 blocks) costs more than a CPU-sized encoder: the CPU experiments
 # pre-train with this one (the decoder is dropped after pre-training; no checkpoint consumer needs it)

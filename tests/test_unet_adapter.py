@@ -30,6 +30,7 @@ def test_output_shape(patch_size, size):
     (dict(patch_size=12), "patch size"),
     (dict(decoder="unetr", patch_size=8), "patch 16 only"),
     (dict(decoder="fpn"), "decoder must be one of"),
+    (dict(drop_path=1.0), "drop_path is a probability"),
 ])
 def test_sizes_refused_clearly(kw, message):
     with pytest.raises(ValueError, match=message):

@@ -174,7 +174,9 @@ def add_drop_path(blocks: Sequence[nn.Module], drop_path: float) -> None:
     ``drop_path`` (last), as timm / BEiT / MAE fine-tuning. Each block becomes a
     ``DropPathTransformerBlock`` in place (same child modules, a parameter-free ``drop_path``
     child that follows ``train()`` / ``eval()``); the state dict is unchanged."""
-    if drop_path <= 0.0:
+    if not 0.0 <= drop_path < 1.0:
+        raise ValueError(f"drop_path is a probability in [0, 1), got {drop_path}")
+    if drop_path == 0.0:
         return
     n = len(blocks)
     for i, block in enumerate(blocks):

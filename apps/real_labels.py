@@ -278,10 +278,11 @@ def write_report(exp: Experiment, cfg: Dict, results: Dict, roots: Dict, seconds
 # ---- main ------------------------------------------------------------------------------------
 
 
-def main(out: str = "runs/real_labels", quick: bool = False, tasks: str = None, models: str = None, workers: int = 1, **sizes):
+def main(out: str = "runs/real_labels", quick: bool = False, tasks: str = None, models: str = None, arcade_models: str = None, workers: int = 1, **sizes):
     """Run (or resume) the real-label experiments and write OUT/results.md. ``tasks``: some of
     dca1, cross, arcade_s (comma-separated; default all); ``models``: some of the trained rows
-    (default all; Frangi always runs). Sizes (``--finetune_epochs`` etc.)
+    (default all; Frangi always runs); ``arcade_models``: the ARCADE-S rows among them (default
+    all four; the ViT runs are the slow ones). Sizes (``--finetune_epochs`` etc.)
     override the profile's."""
     cfg = choose_profile(PROFILES, "quick" if quick else "default", sizes)
     chosen = tasks.split(",") if isinstance(tasks, str) else list(tasks or TASKS)
@@ -321,7 +322,8 @@ def main(out: str = "runs/real_labels", quick: bool = False, tasks: str = None, 
     if "arcade_s" in chosen:
         exp.stage("arcade_s")
         roots["arcade_s"], results["arcade_s"] = {}, {}
-        for model in (m for m in ARCADE_MODELS if m in wanted):
+        arcade_wanted = arcade_models.split(",") if isinstance(arcade_models, str) else list(arcade_models or ARCADE_MODELS)
+        for model in (m for m in ARCADE_MODELS if m in wanted and m in arcade_wanted):
             roots["arcade_s"][model] = finetune(exp, cfg, "arcade_s", model, lists["arcade_s"], cfg["arcade_epochs"], encoders, workers, overlays=["arcade_s"])
             results["arcade_s"][model] = evaluate(exp, "arcade_s", model, roots["arcade_s"][model], lists["arcade_s"], "arcade_s", overlays=["arcade_s"], metrics=("val_mean_dice", "val_stenosis_f1"))
     exp.stage("report")

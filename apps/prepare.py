@@ -4,6 +4,10 @@
     python -m apps.prepare pairs  --images DIR [--masks DIR] --out OUT [--split xcad_samples]
     python -m apps.prepare dca1   ROOT OUT                           # ROOT: N.pgm + N_gt.pgm, or images/ + masks/ (tr_NN / te_NN -> packaged split dca1)
     python -m apps.prepare arcade-s TRAIN_ROOT TEST_ROOT OUT         # ARCADE-S: stenosis train 1,000 / test 300 (packaged split arcade_s)
+    python -m apps.prepare arcade_s_boxes TRAIN_ROOT TEST_ROOT OUT   # ARCADE-S stenosis boxes (same split as arcade-s) -> detection datalist
+    python -m apps.prepare coco_boxes IMAGES ANNOTATIONS.json OUT [--categories stenosis]
+    python -m apps.prepare voc_boxes IMAGES ANNOTATIONS_DIR OUT [--class_names stenosis]     # Pascal VOC xml, matched to images by file stem
+    python -m apps.prepare csv_boxes CSV OUT [--images_root DIR] [--class_names stenosis]    # header image,x1,y1,x2,y2,label
     python -m apps.prepare dicom  --src FILE_OR_DIR --out OUT [--frames all|max_contrast|N]
     python -m apps.prepare priors SRC [OUT] [--workers N]            # official binary vessel priors (PNG)
     python -m apps.prepare bootstrap-segmenter --out bundles/vasomim_pretrain/models/bootstrap_unet.pt [--datalist D | --data_glob 'DIR/*.png']
@@ -19,7 +23,19 @@ from __future__ import annotations
 
 import fire
 
-from angiokit.data.adapters import prepare_arcade, prepare_arcade_s, prepare_dca1, prepare_dicom_frames, prepare_pairs
+from angiokit.data.adapters import (
+    prepare_arcade,
+    prepare_arcade_s,
+    prepare_arcade_s_boxes,
+    prepare_boxes,
+    prepare_dca1,
+    prepare_dicom_frames,
+    prepare_pairs,
+    read_coco_boxes,
+    read_csv_boxes,
+    read_voc_boxes,
+)
+from angiokit.data.errors import read_json
 from angiokit.data.priors import write_priors
 
 
@@ -46,6 +62,62 @@ def arcade_s(train_root: str, test_root: str, out: str, split="arcade_s", val_fr
     -> one datalist: training / validation (a --val_fraction hold-out by --seed) from train, test
     = the 300; binary stenosis masks rasterised from the COCO polygons; case ids train_N / test_N."""
     print(f"datalist written to {prepare_arcade_s(train_root, test_root, out, split, val_fraction, seed)}")
+
+
+def _names(value):
+    """A fire argument naming classes ("stenosis", "a,b", '[a,b]' or a list) -> a list, or None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _print_boxes(path: str):
+    """The datalist path and its frame / box count per split."""
+    doc = read_json(path, "datalist")
+    print(f"datalist written to {path}")
+    for name in ("training", "validation", "test"):
+        entries = doc.get(name, [])
+        print(f"  {name}: {len(entries)} frames, {sum(len(e['box']) for e in entries)} boxes")
+
+
+def _classes_of(items, class_names):
+    """The class names the items' labels index (a reader's inferred ones when none were given)."""
+    if items and items[0]["classes"]:
+        return items[0]["classes"]
+    return class_names or ["stenosis"]
+
+
+def arcade_s_boxes(train_root: str, test_root: str, out: str, split="arcade_s", val_fraction: float = 0.1, seed: int = 0):
+    """ARCADE-S stenosis boxes (COCO bbox of every "stenosis" annotation) -> a detection datalist
+    (box [x1, y1, x2, y2] pixels, label 0 = stenosis) with the same case ids train_N / test_N and
+    the same training / validation / test split as arcade-s."""
+    _print_boxes(prepare_arcade_s_boxes(train_root, test_root, out, split, val_fraction, seed))
+
+
+def coco_boxes(images: str, annotations: str, out: str, categories="stenosis", split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
+    """COCO bbox annotations of --categories (label = index in that order) -> a detection datalist;
+    every image of the file is kept, with or without boxes."""
+    cats = _names(categories)
+    items = read_coco_boxes(images, annotations, cats)
+    _print_boxes(prepare_boxes(items, out, split, val_fraction, test_fraction, seed, f"boxes of {cats} from {annotations}", cats))
+
+
+def voc_boxes(images: str, annotations: str, out: str, class_names=None, split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
+    """Pascal VOC xml (one per image, matched by file stem) -> a detection datalist. Class names
+    match case-insensitively; without --class_names: the sorted names found, lower-cased."""
+    items = read_voc_boxes(annotations, images, _names(class_names))
+    names = _classes_of(items, _names(class_names))
+    _print_boxes(prepare_boxes(items, out, split, val_fraction, test_fraction, seed, f"boxes of {names} from the VOC xml in {annotations}", names))
+
+
+def csv_boxes(csv: str, out: str, images_root: str = None, class_names=None, split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
+    """A CSV with header image,x1,y1,x2,y2,label (one row per box; empty x1..label = a frame
+    without boxes; relative images against --images_root or the CSV's folder) -> a detection datalist."""
+    items = read_csv_boxes(csv, images_root, _names(class_names))
+    names = _classes_of(items, _names(class_names))
+    _print_boxes(prepare_boxes(items, out, split, val_fraction, test_fraction, seed, f"boxes of {names} from {csv}", names))
 
 
 def dicom(src: str, out: str, frames="all", split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
@@ -88,4 +160,4 @@ def pack(src: str, out: str, size: int = 512, workers: int = 1, splits=("trainin
 
 
 if __name__ == "__main__":
-    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "arcade-s": arcade_s, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter, "pack": pack})
+    fire.Fire({"arcade": arcade, "pairs": pairs, "dca1": dca1, "arcade-s": arcade_s, "arcade_s_boxes": arcade_s_boxes, "coco_boxes": coco_boxes, "voc_boxes": voc_boxes, "csv_boxes": csv_boxes, "dicom": dicom, "priors": priors, "bootstrap-segmenter": bootstrap_segmenter, "pack": pack})

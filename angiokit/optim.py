@@ -42,7 +42,13 @@ def decays(name: str, param: torch.Tensor, no_weight_decay: Sequence[str] = ()) 
 
 def _vit_layer(name: str, depth: int) -> int:
     """Layer id for layer-wise lr decay: 0 for the patch embedding, i + 1 for block i, depth + 1
-    for everything after the blocks."""
+    for everything after the blocks. The ViT may sit below a prefix (a detector's
+    ``feature_extractor.vit.``)."""
+    if not name.startswith("vit."):
+        at = name.find(".vit.")
+        if at < 0:
+            return depth + 1
+        name = name[at + 1 :]
     if name.startswith("vit.patch_embedding") or name == "vit.cls_token":
         return 0
     if name.startswith("vit.blocks."):

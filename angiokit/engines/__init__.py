@@ -1,5 +1,6 @@
 """Trainers, evaluators and ignite handlers."""
 
+from .detection import DetectionLoss, DetectionPrepareBatch, DetectionReport, DetectionWriter, DetectorInferer
 from .iqa_handlers import IQAJsonWriter, IQAReportWriter
 from .segmentation_handlers import ErrorOverlayWriter, SegmentationWriter, batch_one_hot
 from .handlers import AlphaScheduleHandler, EncoderExportHandler, ReconstructionGridHandler, ReconstructionPNGWriter, checkpoint_objects
@@ -10,6 +11,11 @@ from .vasomim_trainer import SCALARS, VasoMIMEvaluator, VasoMIMTrainer
 
 __all__ = [
     "AlphaScheduleHandler",
+    "DetectionLoss",
+    "DetectionPrepareBatch",
+    "DetectionReport",
+    "DetectionWriter",
+    "DetectorInferer",
     "EncoderExportHandler",
     "ErrorOverlayWriter",
     "IQAJsonWriter",

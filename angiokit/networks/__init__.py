@@ -4,6 +4,7 @@ from .anatomy import AnatomyGuidance, FrozenSegmenter, VesselnessSegmenter, load
 from .checkpoint import NetworkSpec, checkpoint_setting, load_network, network_from_checkpoint, read_network_spec, records_constructor, save_checkpoint
 from .cas_iqa import CASIQA, DEFAULT_PROMPTS, HFVisionEncoder, IQALoss, ViTRegressor  # IQALoss: its home is angiokit.losses
 from .classical import VesselnessThresholdSegmenter
+from .detection import StenosisRetinaNet, build_detector
 from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
 from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
 from .presets import PRESETS, size_overrides, vit_size
@@ -13,6 +14,8 @@ from .vasomim import VasoMIM
 __all__ = [
     "AnatomyGuidance",
     "BasicUNet",
+    "StenosisRetinaNet",
+    "build_detector",
     "DynUNet",
     "NetworkSpec",
     "checkpoint_setting",

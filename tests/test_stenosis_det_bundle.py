@@ -224,3 +224,20 @@ def test_two_process_gloo_ddp_finishes(tmp_path, data):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").exists()
+
+
+def test_layer_decay_reaches_the_vit_below_the_detector():
+    """angiokit.optim finds the ViT under ``feature_extractor.vit.``: ViTDet's layer-wise decay
+    applies to the detector's backbone, not only to networks holding ``vit.`` at the top."""
+    from angiokit.optim import param_groups
+
+    net = StenosisRetinaNet(backbone="vit", img_size=64, pyramid_channels=16, preset="vit_tiny")  # 2 blocks
+    groups = param_groups(net, 0.1, (), lr=1.0, layer_decay=0.5)
+    by_scale = {}
+    for g in groups:
+        by_scale.setdefault(g["lr_scale"], 0)
+        by_scale[g["lr_scale"]] += sum(p.numel() for p in g["params"])
+    # patch embedding 0.5 ** 3, block 0 0.5 ** 2, block 1 0.5, the rest (final norm, pyramid, heads) 1
+    assert sorted(by_scale) == [0.125, 0.25, 0.5, 1.0]
+    head = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("feature_extractor.vit.") or n.startswith("feature_extractor.vit.norm"))
+    assert by_scale[1.0] == head

@@ -214,8 +214,9 @@ def build_detector(
     matching (``atss_candidates`` per level, centres not required inside the box: stenoses are
     small and thin), hard negative sampling, and the box selector used at inference.
 
-    ``nms_thresh`` 0.22 and ``score_thresh`` 0.02 are MONAI's lung-nodule detection bundle's; the
-    other training settings are its values too (a starting point, not tuned on our test split)."""
+    The settings are those of MONAI's LUNA16 RetinaNet tutorial (``nms_thresh`` 0.22,
+    ``score_thresh`` 0.02, 64 sampled anchors per image, 30 % positive): a starting point, not
+    tuned on any of our test splits."""
     network = getattr(network, "module", network)  # DDP: the detector reads the network's attributes
     detector = RetinaNetDetector(network=network, anchor_generator=anchor_generator(base_anchor_shapes))
     detector.set_atss_matcher(num_candidates=atss_candidates, center_in_gt=False)

@@ -29,6 +29,17 @@ def workflow(bundle: str, names, workflow_type: str, **overrides):
     )
 
 
+def run_workflow(bundle: str, names, workflow_type: str, root, **overrides):
+    """Run a bundle's configs ``names`` with ``bundle_root`` ``root``, its required properties
+    checked first; returns the finished workflow."""
+    wf = workflow(bundle, names, workflow_type, bundle_root=str(root), **overrides)
+    wf.initialize()
+    assert wf.check_properties() == []
+    wf.run()
+    wf.finalize()
+    return wf
+
+
 def verify_metadata(bundle: str) -> None:
     """``monai.bundle verify_metadata`` offline (raises ValueError naming the failed field): the
     schema copy is placed where MONAI would download it, so no download happens. In-process, the

@@ -5,18 +5,13 @@ import json
 import pytest
 import torch
 
-from .bundle_utils import verify_metadata, workflow
+from .bundle_utils import run_workflow, verify_metadata, workflow
 
 NET = {"preset": "vit_tiny", "image_size": 32}  # sizes named once, for training: evaluation and inference read them from model.pt
 
 
 def _run(names, workflow_type, root, **overrides):
-    wf = workflow("cas_iqa", names, workflow_type, bundle_root=str(root), **overrides)
-    wf.initialize()
-    assert wf.check_properties() == []
-    wf.run()
-    wf.finalize()
-    return wf
+    return run_workflow("cas_iqa", names, workflow_type, root, **overrides)
 
 
 @pytest.fixture(scope="module")

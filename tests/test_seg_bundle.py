@@ -15,7 +15,7 @@ from angiokit.data import read_angiogram, to_uint, write_dicom_xa, write_png
 from angiokit.data.dicom_seg import read_dicom_seg
 from angiokit.networks import VasoMIM, export_encoder, load_network
 
-from .bundle_utils import config, verify_metadata, workflow
+from .bundle_utils import config, run_workflow, verify_metadata, workflow
 from .conftest import REPO, free_port
 
 # what training names (a named ViT size, the input size, a narrow UNETR decoder); evaluation and
@@ -25,12 +25,7 @@ TRAIN = {**NET, "batch_size": 2, "synthetic_length": 6, "synthetic_val_length": 
 
 
 def _run(names, workflow_type, root, **overrides):
-    wf = workflow("xa_vessel_seg", names, workflow_type, bundle_root=str(root), **overrides)
-    wf.initialize()
-    assert wf.check_properties() == []
-    wf.run()
-    wf.finalize()
-    return wf
+    return run_workflow("xa_vessel_seg", names, workflow_type, root, **overrides)
 
 
 @pytest.fixture(scope="module")

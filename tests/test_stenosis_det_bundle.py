@@ -13,7 +13,7 @@ import torch
 from angiokit.data import write_dicom_xa
 from angiokit.networks import StenosisRetinaNet, VasoMIM, build_detector, export_encoder, load_network
 
-from .bundle_utils import config, verify_metadata, workflow
+from .bundle_utils import config, run_workflow, verify_metadata
 from .conftest import REPO, free_port
 from .detection_data import blob_frame, write_box_datalist
 
@@ -25,12 +25,7 @@ TRAIN = {**NET, "batch_size": 2, "num_workers": 0, "warmup_epochs": 1, "val_inte
 
 
 def _run(names, workflow_type, root, **overrides):
-    wf = workflow(BUNDLE, names, workflow_type, bundle_root=str(root), **overrides)
-    wf.initialize()
-    assert wf.check_properties() == []
-    wf.run()
-    wf.finalize()
-    return wf
+    return run_workflow(BUNDLE, names, workflow_type, root, **overrides)
 
 
 @pytest.fixture(scope="module")

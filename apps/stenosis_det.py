@@ -82,11 +82,45 @@ def train(exp: Experiment, cfg: Dict, row: str, datalist: str, encoders: str, wo
     return row
 
 
-def evaluate(exp: Experiment, row: str, datalist: str) -> Dict:
-    out = exp.path(row, "eval_test")
+def evaluate(exp: Experiment, row: str, datalist: str, split: str = "test") -> Dict:
+    """The evaluate config on ``split`` (the training split too: how far a row fits what it was
+    trained on tells a budget limit from a generalisation one)."""
+    out = exp.path(row, f"eval_{split}")
     configs = ["train"] + (["resnet_fpn"] if row == "resnet_fpn" else []) + ["evaluate"]
-    exp.bundle(f"evaluate_{row}", BUNDLE, configs, row, {"datalist": datalist, "output_dir": out, "num_workers": 0}, os.path.join(out, "metrics.json"))
+    overrides = {"datalist": datalist, "eval_split": split, "output_dir": out, "num_workers": 0, "n_resamples": 200 if split != "test" else 1000}
+    exp.bundle(f"evaluate_{row}" + ("" if split == "test" else f"_{split}"), BUNDLE, configs, row, overrides, os.path.join(out, "metrics.json"))
     return json.load(open(os.path.join(out, "metrics.json")))
+
+
+def learning_curves(exp: Experiment, rows) -> Dict[str, Dict[int, float]]:
+    """Validation AP50 by epoch of each row (its TensorBoard log)."""
+    from apps.experiment import read_scalars
+
+    return {row: {int(k): float(v) for k, v in read_scalars(exp.path(row, "eval")).get("val_ap50", {}).items()} for row in rows}
+
+
+def plot_learning_curves(curves: Mapping[str, Mapping[int, float]], path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from angiokit.data.writers import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for row, curve in curves.items():
+        if curve:
+            epochs = sorted(curve)
+            ax.plot(epochs, [curve[e] for e in epochs], marker="o", label=NAMES[row])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation AP50 (80 frames)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
 
 
 def predictions(exp: Experiment, row: str):
@@ -99,7 +133,7 @@ def predictions(exp: Experiment, row: str):
     return [os.path.basename(r["image"]) for r in records], preds, targets
 
 
-def report(exp: Experiment, cfg: Dict, metrics: Mapping[str, Dict], seconds: float) -> str:
+def report(exp: Experiment, cfg: Dict, metrics: Mapping[str, Dict], fitted: Mapping[str, Dict], seconds: float) -> str:
     from angiokit.metrics import bootstrap_detection, detection_metrics, paired_detection_difference, plot_pr_curves
 
     loaded = {row: predictions(exp, row) for row in metrics}
@@ -125,14 +159,20 @@ def report(exp: Experiment, cfg: Dict, metrics: Mapping[str, Dict], seconds: flo
                 d = paired_detection_difference(loaded[a][1], loaded[b][1], loaded[a][2], key=key, n_resamples=1000, seed=0)
                 diffs[f"{a}-{b}:{key}"] = d
                 lines.append(f"- {NAMES[a]} - {NAMES[b]}, {key}: {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+    curves_by_epoch = learning_curves(exp, loaded)
+    lines += ["", "## What limits it: fit of the training frames, validation AP50 by epoch", ""]
+    lines += markdown_table(["model", "AP50 on its training frames", "AP50 on test", "validation AP50 by epoch"],
+                            [[NAMES[r], f"{fitted[r]['AP50']:.3f}" if r in fitted else "-", f"{results[r]['AP50']['value']:.3f}",
+                              ", ".join(f"{e}: {v:.3f}" for e, v in sorted(curves_by_epoch[r].items()))] for r in loaded])
     os.makedirs(exp.path("figures"), exist_ok=True)
+    plot_learning_curves(curves_by_epoch, exp.path("figures", "learning_curves.png"))
     plot_pr_curves(curves, exp.path("figures", "pr_curves.png"), title="ARCADE-S test: precision-recall at IoU 0.5")
     best = max(results, key=lambda r: results[r]["AP50"]["value"])
     figure = exp.path(best, "eval_test", "detections.png")
     if os.path.exists(figure):
         shutil.copyfile(figure, exp.path("figures", "detections_best.png"))
-    lines += ["", f"Figures: figures/pr_curves.png; figures/detections_best.png ({NAMES[best]}: true positives green, misses red, false positives yellow, score >= 0.3)."]
-    write_json(exp.path("results.json"), {"settings": cfg, "rows": results, "differences": diffs, "best": best})
+    lines += ["", f"Figures: figures/pr_curves.png; figures/learning_curves.png; figures/detections_best.png ({NAMES[best]}: true positives green, misses red, false positives yellow, score >= 0.3)."]
+    write_json(exp.path("results.json"), {"settings": cfg, "rows": results, "differences": diffs, "best": best, "training_ap50": {r: fitted[r]["AP50"] for r in fitted}, "val_ap50_by_epoch": curves_by_epoch})
     return write_text(exp.path("results.md"), "\n".join(lines) + "\n")
 
 
@@ -149,13 +189,15 @@ def main(out: str = "runs/stenosis_det", quick: bool = False, rows: str = None, 
     exp.stage("data")
     datalist = prepare(exp, cfg["frames"])
     exp.stage("train and evaluate")
-    metrics = {}
+    metrics, fitted = {}, {}
     for row in chosen:
         train(exp, cfg, row, datalist, encoders, workers)
         metrics[row] = evaluate(exp, row, datalist)
         print(f"  {row}: AP50 {metrics[row]['AP50']:.3f}, mAP {metrics[row]['mAP']:.3f}", flush=True)
+    for row in chosen:
+        fitted[row] = evaluate(exp, row, datalist, split="training")
     exp.stage("report")
-    path = report(exp, cfg, metrics, time.time() - start)
+    path = report(exp, cfg, metrics, fitted, time.time() - start)
     print(open(path).read())
     return path
 

@@ -1,10 +1,12 @@
-"""MONAI Label app: the vessel segmenter and the CAS-IQA quality scorer of this repository for
-3D Slicer and OHIF, with active learning on angiograms.
+"""MONAI Label app: the vessel segmenter, the CAS-IQA quality scorer and the stenosis detector of
+this repository for 3D Slicer and OHIF, with active learning on angiograms.
 
     monailabel start_server --app monailabel_app --studies DIR --conf models vessel_seg,quality
 
 ``--studies`` is a folder of PNG / JPEG / DICOM XA / NIfTI angiograms or a DICOMweb URL (e.g.
-``http://127.0.0.1:8042/dicom-web``). Models: ``vessel_seg``, ``quality`` or ``all`` (default).
+``http://127.0.0.1:8042/dicom-web``). Models: ``vessel_seg``, ``quality``, ``stenosis_det`` or
+``all`` (default: the first two, and ``stenosis_det`` once it has a trained detector, i.e. with
+``--conf stenosis_det_checkpoint PATH``).
 Their options are in ``lib/configs``; ``--conf model_dir DIR`` is where the working copies of
 the bundles and their weights live (default: ``model/`` in this folder). See
 docs/annotation.md.
@@ -17,7 +19,8 @@ import os
 import sys
 from typing import Dict
 
-from lib.configs import CONFIGS
+from fastapi import HTTPException
+from lib.configs import ALL_WHEN, CONFIGS
 from lib.datastore import EXTENSIONS, AngioDatastore
 from lib.dicomweb import angio_dicomweb_datastore
 from lib.serving import image_to_infer, infer_off_the_event_loop
@@ -32,10 +35,10 @@ import angiokit
 logger = logging.getLogger(__name__)
 
 
-def selected_models(conf: Dict[str, str]) -> list:
+def selected_models(conf: Dict[str, str], model_dir: str = "") -> list:
     names = [m.strip() for m in conf.get("models", "all").split(",") if m.strip()]
-    if not names or "all" in names:
-        return list(CONFIGS)
+    if not names or "all" in names:  # those of ALL_WHEN once they have something to serve
+        return [m for m in CONFIGS if m not in ALL_WHEN or ALL_WHEN[m](model_dir, conf)]
     unknown = [m for m in names if m not in CONFIGS]
     if unknown:
         raise ValueError(f"--conf models: unknown model(s) {unknown}; available: all, {', '.join(CONFIGS)}")
@@ -47,7 +50,7 @@ class AngioApp(MONAILabelApp):
         exit_with_server()  # a training or scoring task process ends with its server (no-op in the server)
         self.model_dir = conf.get("model_dir") or os.path.join(app_dir, "model")
         self.models: Dict[str, TaskConfig] = {}
-        for name in selected_models(conf):
+        for name in selected_models(conf, self.model_dir):
             self.models[name] = CONFIGS[name]()
             self.models[name].init(name, self.model_dir, conf, None)
         logger.info(f"+++ Using models: {list(self.models)}")
@@ -70,6 +73,9 @@ class AngioApp(MONAILabelApp):
 
     def infer(self, request, datastore=None):
         """MONAI Label's, on a study id or a file the endpoint made only (``lib/serving.py``)."""
+        model = request.get("model")
+        if model in ALL_WHEN and model not in self._infers:  # left out of "all": a 503 that says why
+            raise HTTPException(status_code=503, detail=f"{model} is not served: {CONFIGS[model].NOT_SERVING}")
         if isinstance(request.get("image"), str):
             study_file = image_to_infer(datastore or self.datastore(), request["image"])
             if study_file:
@@ -80,7 +86,8 @@ class AngioApp(MONAILabelApp):
         return {k: v for config in self.models.values() for k, v in config.infer().items()}
 
     def init_trainers(self):
-        return {name: config.trainer() for name, config in self.models.items()}
+        trainers = {name: config.trainer() for name, config in self.models.items()}
+        return {name: trainer for name, trainer in trainers.items() if trainer is not None}  # stenosis_det: none
 
     def init_strategies(self):
         strategies = {"random": Random()}

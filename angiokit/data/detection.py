@@ -74,6 +74,15 @@ class BoxesToArrayAxesd(MapTransform):
         return d
 
 
+def resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, *size]: area averaging when both sides shrink (a 512 frame to the
+    network's 256), else bilinear with antialiasing (a side that shrinks does not alias)."""
+    size = tuple(int(s) for s in size)
+    if all(t <= s for t, s in zip(size, frames.shape[-2:])):
+        return F.interpolate(frames, size=size, mode="area")
+    return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
 class ResizeWithBoxesd(MapTransform):
     """Resize a [C, H, W] frame to ``spatial_size`` and scale its (array-axis order) boxes with it.
     By hand: MONAI's ``ZoomBoxd`` takes a fixed zoom factor, not a target size; the boxes are
@@ -90,12 +99,11 @@ class ResizeWithBoxesd(MapTransform):
         size = tuple(image.shape[-2:])
         if size != self.spatial_size:
             zoom = [t / s for t, s in zip(self.spatial_size, size)]
-            mode = "area" if size[0] > self.spatial_size[0] else "bilinear"
-            resized = F.interpolate(torch.as_tensor(image)[None].float(), size=self.spatial_size, mode=mode)[0]
+            resized = resize_frames(torch.as_tensor(image)[None].float(), self.spatial_size)[0]
             d[self.image_key] = MetaTensor(resized, meta=dict(getattr(image, "meta", {}))) if isinstance(image, MetaTensor) else resized
             for key in self.key_iterator(d):
                 d[key] = ZoomBox(zoom=zoom)(d[key], src_spatial_size=size)
         return d
 
 
-__all__ = ["BOX_KEYS", "BoxesToArrayAxesd", "ResizeWithBoxesd", "detection_items", "swap_box_axes"]
+__all__ = ["BOX_KEYS", "BoxesToArrayAxesd", "ResizeWithBoxesd", "detection_items", "resize_frames", "swap_box_axes"]

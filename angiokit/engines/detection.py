@@ -27,13 +27,12 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 
-from ..data.detection import swap_box_axes
+from ..data.detection import resize_frames, swap_box_axes
 from ..data.writers import atomic_path
 from ..visualize import save_grid, to_display
 
@@ -108,7 +107,7 @@ class DetectorInferer(Inferer):
         size = tuple(frames.shape[-2:])
         x = frames.float()
         if self.roi_size is not None and size != self.roi_size:
-            x = F.interpolate(x, size=self.roi_size, mode="area" if size[0] > self.roi_size[0] else "bilinear")
+            x = resize_frames(x, self.roi_size)
         with torch.no_grad():
             outputs = self.detector(x)
         scale = torch.tensor([size[0] / x.shape[-2], size[1] / x.shape[-1]] * 2, device=x.device)
@@ -136,8 +135,9 @@ def to_records(prediction: Dict[str, torch.Tensor], label_names: Dict[str, str])
     boxes = swap_box_axes(prediction["boxes"].detach().float().cpu()).numpy()
     labels = prediction["labels"].detach().cpu().numpy().astype(int).tolist()
     return {
-        "boxes": np.round(boxes, 2).tolist(),
-        "scores": np.round(prediction["scores"].detach().float().cpu().numpy(), 4).tolist(),
+        # rounded in float64: float32 values would print as 0.9819999933242798
+        "boxes": np.round(boxes.astype(np.float64), 2).tolist(),
+        "scores": np.round(prediction["scores"].detach().cpu().numpy().astype(np.float64), 4).tolist(),
         "labels": labels,
         "label_names": [label_names.get(str(v), str(v)) for v in labels],
     }
@@ -265,7 +265,7 @@ class DetectionReport:
         _write_json(os.path.join(self.output_dir, "metrics.json"), summary | {"pr_curve": curve, "n_resamples": self.n_resamples, "box_mode": BOX_MODE})
         _write_json(
             os.path.join(self.output_dir, "predictions.json"),
-            [{"image": r["image"], **to_records(r["pred"], self.label_names), "target_boxes": swap_box_axes(r["target"]["boxes"]).numpy().round(2).tolist(), "target_labels": r["target"]["labels"].numpy().tolist()} for r in self.records],
+            [{"image": r["image"], **to_records(r["pred"], self.label_names), "target_boxes": swap_box_axes(r["target"]["boxes"]).numpy().astype(np.float64).round(2).tolist(), "target_labels": r["target"]["labels"].numpy().tolist()} for r in self.records],
         )
         plot_pr_curves({self.name: curve | {"AP50": metrics["AP50"]}}, os.path.join(self.output_dir, "pr_curve.png"), title="Precision-recall at IoU 0.5")
         self.figure(os.path.join(self.output_dir, "detections.png"))

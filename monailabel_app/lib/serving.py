@@ -96,6 +96,12 @@ _run_inference = infer_endpoint.run_inference
 
 def run_inference_later(background_tasks, model, image="", session_id="", params="{}", file=None, label=None, output=None):
     """In place of MONAI Label's ``run_inference``, which its ``async`` endpoint calls."""
+    if output in ("image", "dicom_seg"):
+        # a detector answers with boxes (JSON) and writes no label file: MONAI Label would answer
+        # a request for the file with a bare 500
+        kind = ((infer_endpoint.app_instance().info().get("models") or {}).get(model) or {}).get("type")
+        if kind in ("detection", "classification"):
+            raise HTTPException(status_code=400, detail=f"{model} is a {kind} model: it answers with JSON, not a label file; ask with output=json (or no output)")
     sessions = infer_endpoint.app_instance().sessions() if session_id else None
     session = sessions.get_session(session_id) if sessions else None  # an unknown session: image= is a study id
     run = functools.partial(_run_inference, background_tasks, model, image, session_id, params, file, label, output)

@@ -24,6 +24,8 @@ from .datalist import read_entries
 from .errors import AngioDataError
 
 BOX_KEYS = ("box", "label")
+BOX_MODE = "xyxy pixels: x = column, y = row, origin at the top-left corner of the top-left pixel (COCO order)"
+"""How boxes are written in the datalists and in every file the bundle writes."""
 
 
 def detection_items(datalists: Optional[str], splits: Sequence[str]) -> List[dict]:
@@ -106,4 +108,4 @@ class ResizeWithBoxesd(MapTransform):
         return d
 
 
-__all__ = ["BOX_KEYS", "BoxesToArrayAxesd", "ResizeWithBoxesd", "detection_items", "resize_frames", "swap_box_axes"]
+__all__ = ["BOX_KEYS", "BOX_MODE", "BoxesToArrayAxesd", "ResizeWithBoxesd", "detection_items", "resize_frames", "swap_box_axes"]

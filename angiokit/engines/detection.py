@@ -32,13 +32,12 @@ from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 
-from ..data.detection import resize_frames, swap_box_axes
+from ..data.detection import BOX_MODE, resize_frames, swap_box_axes
 from ..data.writers import atomic_path
 from ..visualize import save_grid, to_display
 
 logger = logging.getLogger(__name__)
 
-BOX_MODE = "xyxy pixels of the input frame: x = column, y = row, origin at the top-left corner of the top-left pixel"
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:

@@ -35,12 +35,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..datalist import build_datalist, write_datalist
+from ..detection import BOX_MODE
 from ..errors import AngioDataError
 from ..readers import read_angiogram
 from .arcade import _split_root, load_coco
 from .common import SplitSpec, case_splits, copy_frame, split_groups, with_validation_holdout
 
-BOX_MODE = "xyxy pixels: x = column, y = row, origin at the top-left corner of the top-left pixel (COCO order)"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".dcm")
 CSV_COLUMNS = ("image", "x1", "y1", "x2", "y2", "label")
 

@@ -236,3 +236,17 @@ def test_layer_decay_reaches_the_vit_below_the_detector():
     assert sorted(by_scale) == [0.125, 0.25, 0.5, 1.0]
     head = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("feature_extractor.vit.") or n.startswith("feature_extractor.vit.norm"))
     assert by_scale[1.0] == head
+
+
+def test_report_tells_found_from_boxed_like_the_annotators(tmp_path):
+    """apps.stenosis_det's looser-IoU AP: a detection on the stenosis whose box overlaps the
+    annotated one at IoU 0.4 counts at IoU 0.1 and 0.3, not at 0.5; box sizes per split."""
+    from apps.stenosis_det import ap_at_looser_iou, box_sizes
+
+    target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([0])}
+    shifted = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 4.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}  # IoU 0.4
+    assert ap_at_looser_iou([shifted], [target]) == pytest.approx({"AP@0.1": 1.0, "AP@0.3": 1.0, "AP@0.5": 0.0})
+    path = write_box_datalist(tmp_path, n_train=2, n_val=1, n_test=1)
+    sizes = box_sizes(path)
+    assert [sizes[s]["frames"] for s in ("training", "validation", "test")] == [2, 1, 1]
+    assert sizes["training"]["boxes"] == 4 and sizes["training"]["p10"] <= sizes["training"]["median"] <= sizes["training"]["p90"]

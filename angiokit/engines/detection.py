@@ -62,7 +62,7 @@ class DetectionPrepareBatch(PrepareBatch):
 
 
 class DetectionLoss:
-    """``classification_weight`` x focal/BCE classification loss + box-regression loss."""
+    """``classification_weight`` x the classification loss (MONAI's BCE over the sampled anchors) + the box-regression loss (smooth L1)."""
 
     def __init__(self, classification_weight: float = 1.0, cls_key: str = "classification", box_reg_key: str = "box_regression"):
         self.weight, self.cls_key, self.box_reg_key = float(classification_weight), cls_key, box_reg_key

@@ -1,7 +1,7 @@
 """Turn public angiography data sets, as distributed, into images/labels + a MONAI datalist.
 
     python -m apps.prepare arcade --images DIR --annotations test.json --out OUT [--categories '[stenosis]'] [--split arcade_stenosis]
-    python -m apps.prepare pairs  --images DIR [--masks DIR] --out OUT [--split xcad_samples]
+    python -m apps.prepare pairs  --images DIR [--masks DIR] --out OUT [--split xcad_samples] [--mask_threshold 127]
     python -m apps.prepare dca1   ROOT OUT                           # ROOT: N.pgm + N_gt.pgm, or images/ + masks/ (tr_NN / te_NN -> packaged split dca1)
     python -m apps.prepare arcade-s TRAIN_ROOT TEST_ROOT OUT         # ARCADE-S: stenosis train 1,000 / test 300 (packaged split arcade_s)
     python -m apps.prepare arcade_s_boxes TRAIN_ROOT TEST_ROOT OUT   # ARCADE-S stenosis boxes (same split as arcade-s) -> detection datalist
@@ -15,8 +15,11 @@
 
 ``--split`` takes a packaged split name (xcad_samples, dca1, arcade_s; arcade_stenosis is
 superseded by arcade_s), a JSON file with
-"training" / "validation" / "test" lists of file stems, or nothing (hash split by case with
---val_fraction / --test_fraction). Binary labels are written as 0/255.
+"training" / "validation" / "test" lists of file stems, one of those three names (the whole
+folder in that split: ``--split test`` prepares an external test set, as does
+``--val_fraction 0 --test_fraction 1``), or nothing (hash split by case with
+--val_fraction / --test_fraction). Binary labels are written as 0/255; masks with stray grey
+values need ``--mask_threshold T`` (foreground = value > T).
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def arcade(images: str, annotations: str, out: str, categories=None, split=None,
     print(f"datalist written to {prepare_arcade(images, annotations, out, cats, split, val_fraction, test_fraction, seed)}")
 
 
-def pairs(images: str, out: str, masks: str = None, split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):
-    """Images + masks matched by file stem (or unlabeled frames without --masks)."""
-    print(f"datalist written to {prepare_pairs(images, masks, out, split, val_fraction, test_fraction, seed)}")
+def pairs(images: str, out: str, masks: str = None, split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, mask_threshold: float = None):
+    """Images + masks matched by file stem (or unlabeled frames without --masks). Masks must be
+    binary (0 and one value) unless --mask_threshold T is given: foreground = value > T."""
+    print(f"datalist written to {prepare_pairs(images, masks, out, split, val_fraction, test_fraction, seed, mask_threshold=mask_threshold)}")
 
 
 def dca1(root: str, out: str, split=None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0):

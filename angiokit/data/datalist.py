@@ -30,8 +30,9 @@ def assign_splits(case_ids: Iterable[str], val_fraction: float = 0.1, test_fract
     With three or more cases, each requested split that came out empty takes the training case
     with the smallest hash, so tiny sets still have something to validate on.
     """
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum below 1")
+    # a fraction of 1 puts every case in that split (a folder prepared as an external test set)
+    if not (0 <= val_fraction <= 1 and 0 <= test_fraction <= 1 and val_fraction + test_fraction <= 1):
+        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1] and sum to at most 1")
     cases = sorted(set(case_ids))
     u = {c: case_fraction(c, seed) for c in cases}
     split = {c: "test" if u[c] < test_fraction else "validation" if u[c] < test_fraction + val_fraction else "training" for c in cases}

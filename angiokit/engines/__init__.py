@@ -4,6 +4,7 @@ from .detection import DetectionLoss, DetectionPrepareBatch, DetectionReport, De
 from .iqa_handlers import IQAJsonWriter, IQAReportWriter
 from .segmentation_handlers import ErrorOverlayWriter, SegmentationWriter, batch_one_hot
 from .handlers import AlphaScheduleHandler, EncoderExportHandler, ReconstructionGridHandler, ReconstructionPNGWriter, checkpoint_objects
+from .training_handlers import ValidateEveryAndLast, WeightsReport
 from .reconstruction_metrics import ReconstructionMetricsWriter, masked_patch_errors
 from .cuda_options import configure_cuda
 from .vasomim_step import VasoMIMObjective, compile_network, train_step
@@ -31,6 +32,8 @@ __all__ = [
     "compile_network",
     "configure_cuda",
     "VasoMIMTrainer",
+    "ValidateEveryAndLast",
+    "WeightsReport",
     "checkpoint_objects",
     "masked_patch_errors",
     "train_step",

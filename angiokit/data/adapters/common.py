@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
-from ..datalist import assign_splits, build_datalist, write_datalist
+from ..datalist import SPLITS as SPLIT_NAMES, assign_splits, build_datalist, write_datalist
 from ..errors import AngioDataError
 from ..readers import read_angiogram
 from ..writers import write_mask_png, write_png
@@ -27,7 +27,9 @@ PATH_KEYS = ("image", "label", "label_multiclass", "prior", "coarse_mask")
 
 
 def load_split(split: SplitSpec) -> Optional[Dict[str, List[str]]]:
-    """None, a packaged split name ("xcad_samples", "arcade_stenosis"), a JSON path, or a dict."""
+    """None, a packaged split name ("xcad_samples", "arcade_stenosis"), a JSON path, or a dict.
+    The split names themselves ("training", "validation", "test") are handled by
+    ``case_splits``: every case in that split."""
     if split is None or isinstance(split, dict):
         return split
     if os.path.isfile(split):
@@ -46,7 +48,7 @@ def load_split(split: SplitSpec) -> Optional[Dict[str, List[str]]]:
 def split_groups(split: SplitSpec, key: str = "duplicates_in_training") -> List[List[str]]:
     """Groups of cases a packaged or JSON split file says belong together (e.g. byte-identical
     images), [] where it names none."""
-    if split is None or isinstance(split, dict):
+    if split is None or isinstance(split, dict) or split in SPLIT_NAMES:
         return []
     if os.path.isfile(split):
         with open(split) as f:
@@ -77,6 +79,8 @@ def with_validation_holdout(split: SplitSpec, val_fraction: float, seed: int, ke
 def case_splits(cases: Iterable[str], split: SplitSpec, val_fraction: float, test_fraction: float, seed: int) -> Dict[str, str]:
     """case -> split name, from a fixed split (every case must be listed) or by hash."""
     cases = sorted(set(cases))
+    if split in SPLIT_NAMES:  # `--split test`: the whole folder is one split (an external test set)
+        return {c: split for c in cases}
     fixed = load_split(split)
     if fixed is None:
         return assign_splits(cases, val_fraction, test_fraction, seed)
@@ -103,7 +107,8 @@ def binary_mask(path: str, expected_shape=None, threshold: Optional[float] = Non
     values = np.unique(mask)
     if len(values) > 2 or values.min() < 0 or (len(values) == 2 and values[0] != 0):
         shown = values[:8].tolist()
-        raise AngioDataError(path, f"mask values {shown}{'...' if len(values) > 8 else ''} are not binary; expected 0 and one foreground value (1 or 255)")
+        raise AngioDataError(path, f"mask values {shown}{'...' if len(values) > 8 else ''} are not binary; expected 0 and one foreground value (1 or 255), "
+                                   f"or give a threshold (apps.prepare --mask_threshold T: foreground = value > T, e.g. 127 for 0/255 masks)")
     if expected_shape is not None and mask.shape != tuple(expected_shape):
         raise AngioDataError(path, f"mask is {mask.shape[0]}x{mask.shape[1]} but its image is {expected_shape[0]}x{expected_shape[1]}")
     return mask > 0

@@ -47,22 +47,27 @@ def pair_by_stem(images: Dict[str, str], masks: Dict[str, str], where: str) -> L
     return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
 
 
-def _prepare_pairs(pairs: List[tuple], out: str, split: SplitSpec, val_fraction: float, test_fraction: float, seed: int, description: str, progress: bool) -> str:
+def _prepare_pairs(pairs: List[tuple], out: str, split: SplitSpec, val_fraction: float, test_fraction: float, seed: int, description: str, progress: bool,
+                   mask_threshold: Optional[float] = None) -> str:
     items = []
     for stem, image_path, mask_path in tqdm(pairs, desc="image/mask pairs", disable=not progress):
-        mask = binary_mask(mask_path) if mask_path else None
+        mask = binary_mask(mask_path, threshold=mask_threshold) if mask_path else None
         items.append(save_pair(out, stem, image_path, mask))
     return write_prepared(out, items, split, val_fraction, test_fraction, seed, description, {"0": "background", "1": "vessel"} if pairs and pairs[0][2] else None)
 
 
-def prepare_pairs(images_dir: str, masks_dir: Optional[str], out: str, split: SplitSpec = None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> str:
-    """Images and masks matched by file stem (XCAD layout); no ``masks_dir`` -> unlabeled frames."""
+def prepare_pairs(images_dir: str, masks_dir: Optional[str], out: str, split: SplitSpec = None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, progress: bool = True,
+                  mask_threshold: Optional[float] = None) -> str:
+    """Images and masks matched by file stem (XCAD layout); no ``masks_dir`` -> unlabeled frames.
+    Masks must be binary (0 and one value) unless ``mask_threshold`` is given: foreground =
+    value > threshold (masks with stray grey values, e.g. DCA1's te_23: 0, 1, 2, 4, 255)."""
     images = _images_in(images_dir)
     if masks_dir is None:
         pairs = [(stem, path, None) for stem, path in sorted(images.items())]
     else:
         pairs = pair_by_stem(images, _images_in(masks_dir), f"{images_dir} + {masks_dir}")
-    return _prepare_pairs(pairs, out, split, val_fraction, test_fraction, seed, f"pairs from {images_dir} and {masks_dir}", progress)
+    described = f"pairs from {images_dir} and {masks_dir}" + (f"; masks thresholded at > {mask_threshold:g}" if masks_dir and mask_threshold is not None else "")
+    return _prepare_pairs(pairs, out, split, val_fraction, test_fraction, seed, described, progress, mask_threshold)
 
 
 def prepare_dca1(root: str, out: str, split: SplitSpec = None, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0, progress: bool = True) -> str:

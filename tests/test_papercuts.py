@@ -1,8 +1,12 @@
 """Issue 30: what a new user met in the first hour (short runs without weights, an external test
 set, masks with stray grey values, the documented checks and export commands)."""
 
+import ast
 import json
 import logging
+import os
+import re
+import shlex
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ from angiokit.data import AngioDataError
 from angiokit.engines import ValidateEveryAndLast, WeightsReport
 
 from .bundle_utils import run_workflow
-from .conftest import shared_data
+from .conftest import REPO, shared_data
 from .detection_data import write_box_datalist
 
 # one epoch, validation every 5: before, no validation ran and models/ stayed empty
@@ -26,13 +30,21 @@ TINY_RUNS = {
 }
 
 
+@pytest.fixture(scope="module")
+def short_runs(tmp_path_factory):
+    """Each bundle trained for one epoch with validation every 5 (shared by the export tests)."""
+    runs = {}
+    for bundle, sizes in TINY_RUNS.items():
+        root = tmp_path_factory.mktemp(bundle)
+        extra = {"datalist": write_box_datalist(root / "boxes", n_train=2, n_val=1, n_test=1)} if bundle == "xa_stenosis_det" else {}
+        runs[bundle] = (root / "run", run_workflow(bundle, ["train"], "train", root / "run", **SHORT, **sizes, **extra))
+    return runs
+
+
 @pytest.mark.parametrize("bundle", sorted(TINY_RUNS))
-def test_a_run_shorter_than_the_validation_interval_keeps_its_weights(bundle, tmp_path):
-    extra = {}
-    if bundle == "xa_stenosis_det":
-        extra["datalist"] = write_box_datalist(tmp_path / "boxes", n_train=2, n_val=1, n_test=1)
-    wf = run_workflow(bundle, ["train"], "train", tmp_path / "run", **SHORT, **TINY_RUNS[bundle], **extra)
-    weights = tmp_path / "run" / "models" / "model.pt"
+def test_a_run_shorter_than_the_validation_interval_keeps_its_weights(bundle, short_runs):
+    root, wf = short_runs[bundle]
+    weights = root / "models" / "model.pt"
     assert weights.is_file(), f"{bundle}: a 1-epoch run with val_interval 5 left no model.pt"
     assert "model" in torch.load(weights, weights_only=True)
     report = [h for h in wf.parser.get_parsed_content("train#handlers") if isinstance(h, WeightsReport)]
@@ -133,3 +145,84 @@ def test_mask_threshold_on_dca1_te_23(tmp_path):
         pairs(str(images), str(tmp_path / "refused"), masks=str(masks), split="test")
     pairs(str(images), str(tmp_path / "out"), masks=str(masks), split="test", mask_threshold=127)
     assert set(np.unique(np.array(Image.open(tmp_path / "out" / "labels" / "te_23.png")))) == {0, 255}
+
+
+# ---- the READMEs' check and export commands, run as documented ----------------------------------
+
+
+def documented(bundle: str, tool: str, needle: str = "") -> list:
+    """The `python -m monai.bundle TOOL ...` commands of a bundle README's code blocks that
+    contain ``needle``, as argument lists ($BUNDLE resolved)."""
+    text = (REPO / "bundles" / bundle / "docs" / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = " ".join(blocks).replace("\\\n", " ").splitlines()
+    found = [shlex.split(line.replace("$BUNDLE", f"bundles/{bundle}")) for line in lines if f"monai.bundle {tool} " in line and needle in line]
+    return [argv[argv.index(tool) + 1:] for argv in found]
+
+
+def as_kwargs(args: list, root=None) -> dict:
+    """CLI arguments -> the keyword arguments fire gives MONAI's script (literal values parsed;
+    R, the README's bundle root, replaced by ``root``)."""
+    kwargs = {"net_id": args[0]}
+    for key, value in zip(args[1::2], args[2::2]):
+        assert key.startswith("--"), args
+        if root is not None and (value == "R" or value.startswith("R/")):
+            value = str(root) + value[1:]
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        kwargs[key[2:]] = os.path.join(REPO, value) if key in ("--meta_file", "--config_file") else value
+    return kwargs
+
+
+CHECK_SIZES = {"xa_vessel_seg": {"preset": "vit_tiny"}, "cas_iqa": {"preset": "vit_tiny"}, "xa_stenosis_det": {"preset": "vit_tiny", "network_def#pyramid_channels": 16}}
+
+
+@pytest.mark.parametrize("bundle", sorted(CHECK_SIZES))
+def test_the_documented_network_check_with_a_size_override_passes(bundle):
+    from monai.bundle import verify_net_in_out
+
+    commands = documented(bundle, "verify_net_in_out", "--image_size")
+    assert len(commands) == 1, f"{bundle}'s README gives no verify_net_in_out command with a size override"
+    verify_net_in_out(**as_kwargs(commands[0]), **CHECK_SIZES[bundle])  # raises on a mismatch
+
+
+def test_a_frame_of_the_wrong_size_is_refused_with_the_size_the_network_takes():
+    from angiokit.networks import ViTSegmenter
+
+    net = ViTSegmenter(preset="vit_tiny", img_size=64, feature_size=8)
+    with pytest.raises(ValueError, match="takes 64x64 frames.*got 32x32.*spatial_shape"):
+        net(torch.zeros(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("bundle", sorted(TINY_RUNS))
+def test_the_documented_export_gives_the_bundles_outputs(bundle, short_runs):
+    from monai.bundle import ckpt_export
+
+    from angiokit.engines.inferers import ResizeInferer
+    from angiokit.metrics.correlation import predicted_scores
+    from angiokit.networks import load_network
+
+    root, _ = short_runs[bundle]
+    commands = documented(bundle, "ckpt_export")
+    assert len(commands) == 1, f"{bundle}'s README gives no ckpt_export command"
+    kwargs = as_kwargs(commands[0], root)
+    if "input_shape" in kwargs:  # the README's is for the shipped 224 px; these runs are smaller
+        kwargs["input_shape"] = [1, kwargs["input_shape"][1], 32, 32]
+    ckpt_export(**kwargs)
+    exported = torch.jit.load(kwargs["filepath"])
+    eager = load_network(str(root / "models" / "model.pt"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        if bundle == "xa_vessel_seg":  # any frame size: the inferer's resize is inside
+            frames = torch.rand(2, 1, 45, 70)
+            out, expected = exported(frames), ResizeInferer(32)(frames, eager)
+        elif bundle == "cas_iqa":  # traced at batch 1, used at batch 2
+            frames = torch.rand(2, 3, 32, 32)
+            out, expected = exported(frames), predicted_scores(eager(frames[:, :1], fluoro=frames[:, 1:2], reference=frames[:, 2:3]))
+        else:
+            frames = torch.rand(2, 1, 64, 64)
+            out, expected = exported(frames), eager(frames)
+            out, expected = torch.cat([m.flatten() for k in sorted(out) for m in out[k]]), torch.cat([m.flatten() for k in sorted(expected) for m in expected[k]])
+    assert out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from monai.inferers import Inferer
+
+from ..networks.export import resize_to_frame, resize_to_network
 
 
 class ResizeInferer(Inferer):
@@ -22,12 +23,10 @@ class ResizeInferer(Inferer):
         self.roi_size = (int(roi_size),) * 2 if isinstance(roi_size, int) else tuple(int(s) for s in roi_size)
 
     def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any) -> torch.Tensor:
-        size = tuple(inputs.shape[-2:])
-        x = inputs if size == self.roi_size else F.interpolate(inputs, size=self.roi_size, mode="area" if size[0] > self.roi_size[0] else "bilinear")
-        logits = network(x, *args, **kwargs)
+        logits = network(resize_to_network(inputs, list(self.roi_size)), *args, **kwargs)
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
-        return logits if size == self.roi_size else F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return resize_to_frame(logits, list(inputs.shape[-2:]))
 
 
 class CineInferer(Inferer):

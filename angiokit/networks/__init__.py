@@ -5,6 +5,7 @@ from .checkpoint import NetworkSpec, checkpoint_setting, load_network, network_f
 from .cas_iqa import CASIQA, DEFAULT_PROMPTS, HFVisionEncoder, IQALoss, ViTRegressor  # IQALoss: its home is angiokit.losses
 from .classical import VesselnessThresholdSegmenter
 from .detection import StenosisRetinaNet, build_detector
+from .export import QualityScoresExport, ResizingExport
 from .encoder_export import EncoderKeyError, encoder_state_dict, export_encoder, load_encoder, load_encoder_file, resize_position_embeddings
 from .guided_masking import guided_masking, patch_probabilities, reference_guided_masking
 from .presets import PRESETS, size_overrides, vit_size
@@ -12,6 +13,8 @@ from .segmenter import BasicUNet, DynUNet, ViTSegmenter, layer_decay_param_group
 from .vasomim import VasoMIM
 
 __all__ = [
+    "QualityScoresExport",
+    "ResizingExport",
     "AnatomyGuidance",
     "BasicUNet",
     "StenosisRetinaNet",

@@ -31,6 +31,7 @@ from monai.networks.blocks.backbone_fpn_utils import BackboneWithFPN
 from monai.networks.blocks.feature_pyramid_network import LastLevelMaxPool
 from monai.networks.nets import ViT, resnet
 from torch import nn
+from torch.nn import functional as F
 
 from .checkpoint import records_constructor, update_constructor
 from .encoder_export import SIZE_KEYS, load_encoder_file, vit_sizes
@@ -48,7 +49,8 @@ class LayerNorm2d(nn.LayerNorm):
     channels-first LayerNorm; GroupNorm(1, C) would also normalise over the positions)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        # F.layer_norm, not super().forward: TorchScript cannot call a parent's forward
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
 
 
 def _level(hidden_size: int, channels: int, scale: float) -> nn.Sequential:
@@ -83,15 +85,21 @@ class ViTSimpleFeaturePyramid(nn.Module):
             raise ValueError(f"img_size must be a multiple of 32 (the coarsest pyramid stride), got {img_size}")
         self.vit = vit
         self.grid_size = (img_size // patch_size, img_size // patch_size)
+        self.level_names = [str(s) for s in PYRAMID_STRIDES]
         self.levels = nn.ModuleList(_level(hidden_size, out_channels, 16 / s) for s in PYRAMID_STRIDES)
         self.out_channels = out_channels
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        if tuple(images.shape[-2:]) != tuple(s * 16 for s in self.grid_size):
-            raise ValueError(f"the ViT backbone takes {self.grid_size[0] * 16}x{self.grid_size[1] * 16} frames (its position embedding), got {tuple(images.shape[-2:])}")
+        # written so that TorchScript compiles it (ckpt_export): explicit loops, str.format
+        height, width = self.grid_size
+        if images.shape[-2] != height * 16 or images.shape[-1] != width * 16:
+            raise ValueError("the ViT backbone takes {}x{} frames (its position embedding), got {}x{}".format(height * 16, width * 16, images.shape[-2], images.shape[-1]))
         tokens, _ = self.vit(images)
         grid = tokens_to_grid(tokens, self.grid_size)
-        return OrderedDict((str(s), level(grid)) for s, level in zip(PYRAMID_STRIDES, self.levels))
+        maps: Dict[str, torch.Tensor] = OrderedDict()
+        for i, level in enumerate(self.levels):
+            maps[self.level_names[i]] = level(grid)
+        return maps
 
 
 @records_constructor
@@ -171,6 +179,8 @@ class StenosisRetinaNet(RetinaNet):
             if pretrained_encoder:
                 load_encoder_file(self, pretrained_encoder, self.encoder_config)
                 logger.info(f"loaded pre-trained encoder from {pretrained_encoder}")
+
+    __jit_unused_properties__ = ["vit"]  # a Python-side accessor; TorchScript need not compile it
 
     @property
     def vit(self) -> Optional[ViT]:

@@ -103,6 +103,7 @@ class ViTSegmenter(UNETR):
             self.grid_size = (img_size // patch_size, img_size // patch_size)
             self.adapter = UNetAdapter(in_channels, out_channels, cfg["hidden_size"], patch_size, feature_size, norm_name)
         self.decoder = decoder
+        self.input_size = [int(img_size), int(img_size)]
         add_drop_path(self.vit.blocks, drop_path)
         self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": patch_size}
         freeze_unused_cross_attention(self)
@@ -115,6 +116,12 @@ class ViTSegmenter(UNETR):
         logger.info(f"loaded pre-trained encoder from {path}")
 
     def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+        if x_in.shape[-2] != self.input_size[0] or x_in.shape[-1] != self.input_size[1]:
+            # before: MONAI's ViT failed on the position embedding with "196 vs 64"
+            raise ValueError(
+                "the network takes {}x{} frames (the size its ViT was built for; the bundle's inferer resizes to it), got {}x{}. "
+                "verify_net_in_out with --image_size N also needs --_meta_#network_data_format#inputs#image#spatial_shape \"[N, N]\"".format(
+                    self.input_size[0], self.input_size[1], x_in.shape[-2], x_in.shape[-1]))
         x, hidden = self.vit(x_in)
         # hasattr on a module is resolved when TorchScript compiles: a scripted model holds only
         # its own decoder's branch

@@ -114,7 +114,8 @@ class CASIQA(nn.Module):
         given = {"fluoro": (fluoro, fluoro_available), "reference": (reference, reference_available)}
         present = [p for p in self.auxiliary if given[p][0] is not None]
         aux_images = [given[p][0] for p in present]
-        tokens = self.encode_image(torch.cat([image] + aux_images)).split(image.shape[0])  # one pass
+        # one pass; chunk by image count, not split by batch size: a traced export then takes any batch
+        tokens = self.encode_image(torch.cat([image] + aux_images)).chunk(1 + len(aux_images))
         s = tokens[0]
         aux = {p: None for p in self.auxiliary}
         aux.update(zip(present, tokens[1:]))
@@ -133,7 +134,7 @@ class CASIQA(nn.Module):
             if len(present) == 2:  # C - F where a sample shows both
                 iodine = (shown["reference"] - fluoro_shown) * (keep["fluoro"] & keep["reference"])[:, None, None, None].to(image.dtype)
             n = len(present)
-            residual_tokens = self.residual_encoder(image.repeat(n, 1, 1, 1), torch.cat(aux_images), iodine.repeat(n, 1, 1, 1), wire_prior(fluoro_shown).repeat(n, 1, 1, 1)).split(image.shape[0])
+            residual_tokens = self.residual_encoder(image.repeat(n, 1, 1, 1), torch.cat(aux_images), iodine.repeat(n, 1, 1, 1), wire_prior(fluoro_shown).repeat(n, 1, 1, 1)).chunk(n)
             residuals = dict(zip(present, residual_tokens))
         queries = self.text(list(prompts) if prompts is not None else [self.prompts[m] for m in self.metrics])
         if self.fusion == "must":

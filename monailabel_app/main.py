@@ -24,6 +24,7 @@ from lib.configs import ALL_WHEN, CONFIGS
 from lib.datastore import EXTENSIONS, AngioDatastore
 from lib.dicomweb import angio_dicomweb_datastore
 from lib.serving import image_to_infer, infer_off_the_event_loop
+from lib.temporaries import clean_up_after_requests, remove_start_log_config
 from lib.training import exit_with_server
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
@@ -64,6 +65,8 @@ class AngioApp(MONAILabelApp):
         )
         if "monailabel.app" in sys.modules:  # in the server (not in a training or scoring subprocess)
             infer_off_the_event_loop()
+            clean_up_after_requests()  # no temp file left by a failed upload or a dataset download
+            remove_start_log_config()
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):

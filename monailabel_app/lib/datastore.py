@@ -14,11 +14,14 @@ Nothing is written outside the studies folder: an uploaded image's id and a labe
 plain names (letters, digits, ``.``, ``_``, ``-``; no ``..``, no separators, no NUL), and every
 destination must resolve (links followed) inside the folder, else HTTP 400. Images, labels and
 the datastore file are written to a temporary file in the destination's folder, flushed to disk,
-then renamed over the destination: a crash mid-copy leaves the previous file as it was.
+then renamed over the destination: a crash mid-copy leaves the previous file as it was. They get
+the permissions a plain ``open`` gives (0o666 less the process umask, e.g. 0644), not the 0600
+of the temporary file, so that the other accounts of a lab can read them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import json
 import logging
@@ -28,7 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import IO, Any, Dict, Iterator, List, Optional
 
 from fastapi import HTTPException
 from filelock import FileLock
@@ -107,20 +110,44 @@ def inside(folder: str, path: str, what: str) -> str:
     return resolved
 
 
-def atomic_copy(source: str, dest: str) -> None:
-    """Copy ``source`` onto ``dest`` through a temporary file in ``dest``'s folder, flushed to
-    disk before the rename, so ``dest`` is either the old file or the whole new one."""
-    folder = os.path.dirname(dest)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload", suffix=".tmp")
+def _process_umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (``os.umask`` sets
+    it, and a file another thread creates in between would get the wrong permissions)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    umask = os.umask(0o077)  # while unknown, the strictest of the usual ones
+    os.umask(umask)
+    return umask
+
+
+FILE_MODE = 0o666 & ~_process_umask()  # what open() gives a new file; mkstemp gives 0600
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str, prefix: str, mode: str = "wb") -> Iterator[IO]:
+    """A new file in ``dest``'s folder to write to, with ``FILE_MODE``; flushed to disk and
+    renamed over ``dest`` when the block ends, removed when it raises: ``dest`` is either the old
+    file or the whole new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=prefix, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
+        with os.fdopen(fd, mode) as out:
+            os.fchmod(out.fileno(), FILE_MODE)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_copy(source: str, dest: str) -> None:
+    """Copy ``source`` onto ``dest`` through ``atomic_file``."""
+    with atomic_file(dest, ".upload") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
 
 
 def refuse(what: str, error: Exception, upload: str = "") -> HTTPException:
@@ -152,10 +179,8 @@ class AtomicWrites:
     def _update_datastore_file(self, lock=True):
         def write():
             self._ignore_event_config = True
-            fd, tmp = tempfile.mkstemp(dir=self._datastore_path, prefix=".datastore", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
+            with atomic_file(self._datastore_config_path, ".datastore", "w") as f:
                 f.write(json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str))
-            os.replace(tmp, self._datastore_config_path)
             self._config_ts = os.stat(self._datastore_config_path).st_mtime
 
         if lock:

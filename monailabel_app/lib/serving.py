@@ -14,6 +14,9 @@ MONAI Label reads ``image=`` as a file path whenever such a file exists on the s
 readable file: ``/etc/passwd`` answered a bare 500). Here a request's ``image`` is a study id of
 the datastore (else 404); a path is taken only from the endpoint itself (an uploaded file, a
 session's image), which ``client_input`` marks.
+
+A request that fails still removes its temp files (the uploaded image, the DICOM SEG it would
+answer): FastAPI drops the background tasks that would have (``lib/temporaries.py``).
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from typing import Any, Callable, Iterator, Optional
 
 from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from monailabel.config import settings
 from monailabel.endpoints import infer as infer_endpoint
 from monailabel.interfaces.datastore import Datastore
+from monailabel.utils.others.generic import remove_file
 from starlette.concurrency import run_in_threadpool
 
 from .datastore import study_problem
+from .temporaries import remove_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -73,22 +78,38 @@ def image_to_infer(datastore: Datastore, image: str) -> Optional[str]:
 class InferredInAWorkerThread(Response):
     """What the infer endpoint returns at once: the inference runs when the response is sent, in
     a worker thread, and its response (a file, JSON, multipart) is sent in its place. Errors
-    raised there (HTTPException) are answered as usual: nothing has been sent yet."""
+    raised there (HTTPException) are answered as usual: nothing has been sent yet. The request's
+    temp files (its ``background_tasks``) are removed when it fails as when it succeeds; a file
+    answered that MONAI Label wrote to the temp folder for this response only
+    (``answers_a_temp_file``: the DICOM SEG of ``output=dicom_seg``) is removed once sent."""
 
-    def __init__(self, run: Callable[[], Any], client_given: bool):
+    def __init__(self, run: Callable[[], Any], client_given: bool, background_tasks: Any = None, answers_a_temp_file: bool = False):
         super().__init__()
         self.run, self.client_given = run, client_given
+        self.background_tasks, self.answers_a_temp_file = background_tasks, answers_a_temp_file
 
     def _run_in_a_slot(self):
-        with _slots, client_input(self.client_given):
-            return self.run()
+        try:
+            with _slots, client_input(self.client_given):
+                result = self.run()
+        except BaseException:
+            remove_temporaries(self.background_tasks)
+            raise
+        if self.answers_a_temp_file and isinstance(result, FileResponse) and self.background_tasks is not None:
+            self.background_tasks.add_task(remove_file, result.path)
+        return result
 
     async def __call__(self, scope, receive, send):
         result = await run_in_threadpool(self._run_in_a_slot)
         response = result if isinstance(result, Response) else JSONResponse(jsonable_encoder(result))
         if response.background is None:
             response.background = self.background  # the endpoint's tasks (removing temporary files)
-        await response(scope, receive, send)
+        try:
+            await response(scope, receive, send)
+        except BaseException:  # not all sent (the client went away): the tasks did not run
+            remove_temporaries(response.background)
+            remove_temporaries(self.background_tasks)
+            raise
 
 
 _run_inference = infer_endpoint.run_inference
@@ -105,7 +126,7 @@ def run_inference_later(background_tasks, model, image="", session_id="", params
     sessions = infer_endpoint.app_instance().sessions() if session_id else None
     session = sessions.get_session(session_id) if sessions else None  # an unknown session: image= is a study id
     run = functools.partial(_run_inference, background_tasks, model, image, session_id, params, file, label, output)
-    return InferredInAWorkerThread(run, client_given=bool(file) or session is not None)
+    return InferredInAWorkerThread(run, client_given=bool(file) or session is not None, background_tasks=background_tasks, answers_a_temp_file=output == "dicom_seg")
 
 
 def infer_off_the_event_loop() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from apps._server import free_port  # noqa: F401  (re-exported for the tests: torchrun rendezvous, servers)
+from apps._server import ServerError, free_port, serve_app  # noqa: F401  (free_port re-exported for the tests: torchrun rendezvous, servers)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ANGIOKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -60,3 +61,13 @@ def quick_demo(tmp_path_factory):
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return {"out": out, "cmd": cmd, "stdout": run.stdout, "real": "--labeled" in cmd}
+
+
+@contextlib.contextmanager
+def served(*args, **kwargs):
+    """``apps._server.serve_app`` for a test: a server that does not start fails the test with its log."""
+    try:
+        with serve_app(*args, **kwargs) as running:
+            yield running
+    except ServerError as e:
+        pytest.fail(str(e))

@@ -20,7 +20,8 @@ from angiokit.data import write_mask_png
 
 from apps.bench.server import make_studies
 
-from .test_monailabel_app import _served
+from .conftest import served
+
 
 requests = pytest.importorskip("requests")
 
@@ -64,7 +65,7 @@ def traffic(tmp_path_factory):
     with contextlib.ExitStack() as stack:
         previous = os.umask(UMASK)  # the server's, inherited
         try:
-            url, log = stack.enter_context(_served(root / "server", studies, conf, env={"TMPDIR": str(tmp)}))
+            url, log = stack.enter_context(served(root / "server", studies, conf, env={"TMPDIR": str(tmp)}))
         finally:
             os.umask(previous)
         at_start = _temp_files(tmp)

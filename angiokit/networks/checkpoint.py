@@ -33,7 +33,7 @@ SPEC_KEY = "network_spec"
 """Where a checkpoint dict keeps the network's description (beside ``"model"``, the weights)."""
 
 # arguments that point at files used once at construction (their weights are in the checkpoint)
-NOT_RECORDED = ("pretrained_encoder", "init_checkpoint")
+NOT_RECORDED = ("pretrained_encoder", "pretrained_format", "init_checkpoint")
 
 
 def records_constructor(cls=None, *, exclude=()):

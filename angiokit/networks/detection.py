@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import records_constructor, update_constructor
-from .encoder_export import SIZE_KEYS, load_encoder_file, vit_sizes
+from .encoder_export import SIZE_KEYS, vit_sizes
+from .foreign_weights import apply_pretrained_encoder
 from .unet_adapter import add_drop_path, tokens_to_grid
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,11 @@ class StenosisRetinaNet(RetinaNet):
         drop_path: stochastic depth of the ViT blocks (ViTDet fine-tunes ViT-B with 0.1).
         dropout: dropout in the ViT blocks.
         pretrained_encoder: an ``export_encoder`` file (the VasoMIM bundle's ``models/encoder.pt``),
-            loaded strictly (every encoder key, shapes checked; position embeddings resized).
+            an MAE / VasoMIM / timm checkpoint or a Hugging Face ViTMAE / ViT folder
+            (``foreign_weights``), loaded strictly (every encoder key, shapes checked; position
+            embeddings resized).
+        pretrained_format: "auto", "angiokit", "timm" / "mae" or "huggingface".
+        layer_norm_eps: the ViT's LayerNorm eps (recorded from an imported checkpoint).
         resnet_depth: 18, 34 or 50 for ``backbone="resnet"``.
     """
 
@@ -140,12 +145,14 @@ class StenosisRetinaNet(RetinaNet):
         pretrained_encoder: Optional[str] = None,
         resnet_depth: int = 50,
         qkv_bias: bool = True,
+        pretrained_format: str = "auto",
+        layer_norm_eps: Optional[float] = None,
         **overrides,
     ):
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         if backbone == "vit":
-            cfg = vit_sizes(preset, overrides, pretrained_encoder)
+            cfg = vit_sizes(preset, overrides, pretrained_encoder, pretrained_format)
             vit = ViT(
                 in_channels=in_channels, img_size=img_size, patch_size=patch_size, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"],
                 num_layers=cfg["num_layers"], num_heads=cfg["num_heads"], proj_type="conv", classification=False, dropout_rate=dropout,
@@ -176,9 +183,7 @@ class StenosisRetinaNet(RetinaNet):
         if backbone == "vit":
             self.encoder_config = {k: cfg[k] for k in SIZE_KEYS} | {"qkv_bias": qkv_bias, "patch_size": patch_size}
             update_constructor(self, **{k: cfg[k] for k in SIZE_KEYS})
-            if pretrained_encoder:
-                load_encoder_file(self, pretrained_encoder, self.encoder_config)
-                logger.info(f"loaded pre-trained encoder from {pretrained_encoder}")
+            apply_pretrained_encoder(self, self.vit, layer_norm_eps, pretrained_encoder, pretrained_format, self.encoder_config)
 
     __jit_unused_properties__ = ["vit"]  # a Python-side accessor; TorchScript need not compile it
 

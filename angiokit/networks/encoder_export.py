@@ -102,10 +102,11 @@ def load_encoder_file(network: nn.Module, path: str, expected: Dict = None) -> T
 SIZE_KEYS = ("hidden_size", "mlp_dim", "num_layers", "num_heads")
 
 
-def vit_sizes(preset: str, overrides: Dict, pretrained_encoder: str = None) -> Dict:
-    """The ViT sizes a network builds: the preset's, then those a pre-trained encoder export
-    records (so fine-tuning never restates the sizes of pre-training), then explicit
-    ``overrides`` (which must agree with the encoder: ``load_encoder_file`` checks)."""
+def vit_sizes(preset: str, overrides: Dict, pretrained_encoder: str = None, pretrained_format: str = "auto") -> Dict:
+    """The ViT sizes a network builds: the preset's, then those a pre-trained encoder holds (an
+    export's recorded sizes, or those read off a MAE / timm / Hugging Face checkpoint:
+    ``foreign_weights.checkpoint_sizes``), so fine-tuning never restates the sizes of
+    pre-training, then explicit ``overrides`` (which must agree with the encoder: loading checks)."""
     import os
 
     from .presets import PRESETS
@@ -113,10 +114,10 @@ def vit_sizes(preset: str, overrides: Dict, pretrained_encoder: str = None) -> D
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     recorded = {}
-    if pretrained_encoder and os.path.isfile(pretrained_encoder):
-        exported = torch.load(pretrained_encoder, map_location="cpu", weights_only=True)
-        config = exported.get("config", {}) if isinstance(exported, dict) else {}
-        recorded = {k: config[k] for k in SIZE_KEYS if k in config}
+    if pretrained_encoder and os.path.exists(pretrained_encoder):
+        from .foreign_weights import checkpoint_sizes
+
+        recorded = {k: v for k, v in checkpoint_sizes(pretrained_encoder, pretrained_format).items() if k in SIZE_KEYS}
     return {**PRESETS[preset], **recorded, **overrides}
 
 
@@ -132,11 +133,16 @@ def vit_config(vit: nn.Module) -> Dict:
 
 
 def export_encoder(mae: nn.Module, path: str) -> str:
-    """Write {"encoder": ViT-layout state dict, "config": ViT constructor arguments} to ``path``."""
+    """Write {"encoder": ViT-layout state dict, "config": ViT constructor arguments} to ``path``
+    (with ``layer_norm_eps`` when it is not MONAI's 1e-5: an encoder imported from MAE / timm)."""
     from ..data.writers import atomic_path
 
     mae = getattr(mae, "module", mae)
     state = encoder_state_dict(mae.state_dict(), mae.encoder_config["num_layers"])
+    config = dict(mae.encoder_config)
+    eps = mae.blocks[-1].eps if isinstance(mae.blocks[-1], nn.LayerNorm) else 1e-5
+    if eps != 1e-5:  # imported from MAE / timm (1e-6): fine-tuning keeps it
+        config["layer_norm_eps"] = float(eps)
     with atomic_path(path) as tmp:
-        torch.save({"encoder": state, "config": dict(mae.encoder_config)}, tmp)
+        torch.save({"encoder": state, "config": config}, tmp)
     return path

@@ -19,7 +19,8 @@ from monai.networks.nets import UNETR, ViT
 
 from ..optim import param_groups
 from .checkpoint import records_constructor, update_constructor
-from .encoder_export import SIZE_KEYS, load_encoder_file, vit_sizes
+from .encoder_export import SIZE_KEYS, vit_sizes
+from .foreign_weights import apply_pretrained_encoder
 from .unet_adapter import UNetAdapter, add_drop_path, check_sizes, tokens_to_grid
 from .vasomim import freeze_unused_cross_attention
 
@@ -42,8 +43,12 @@ class ViTSegmenter(UNETR):
         norm_name: decoder norm (default "instance" for UNETR, "batch" for the adapter).
         dropout: dropout in the encoder blocks (MONAI Label's MC-dropout scoring sets it).
         pretrained_encoder: a file written by ``angiokit.networks.export_encoder`` (the VasoMIM
-            bundle's ``models/encoder.pt``); loaded strictly, position embeddings resized when
-            the size differs.
+            bundle's ``models/encoder.pt``), or an MAE / VasoMIM / timm checkpoint, or a Hugging
+            Face ViTMAE / ViT folder (``angiokit.networks.foreign_weights``); loaded strictly,
+            position embeddings resized when the size differs, sizes adopted.
+        pretrained_format: "auto" (from the keys), "angiokit", "timm" / "mae" or "huggingface".
+        layer_norm_eps: the encoder's LayerNorm eps (recorded from an imported checkpoint:
+            timm / MAE 1e-6; None: MONAI's 1e-5).
         decoder: "unetr" (default) or "unet_adapter" (CheXWorld / VasoMIM's segmentation decoder:
             a four-level pyramid from the last block, decoded UNet-style).
         patch_size: 16; the adapter also takes 8 (CheXWorld's choice for segmentation), 4 or 32.
@@ -66,11 +71,13 @@ class ViTSegmenter(UNETR):
         decoder: str = "unetr",
         patch_size: int = 16,
         drop_path: float = 0.0,
+        pretrained_format: str = "auto",
+        layer_norm_eps: Optional[float] = None,
         **overrides,
     ):
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-        cfg = vit_sizes(preset, overrides, pretrained_encoder)
+        cfg = vit_sizes(preset, overrides, pretrained_encoder, pretrained_format)
         depth = cfg["num_layers"]
         vit_args = dict(
             in_channels=in_channels, img_size=img_size, patch_size=patch_size, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"],
@@ -108,12 +115,11 @@ class ViTSegmenter(UNETR):
         self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": patch_size}
         freeze_unused_cross_attention(self)
         update_constructor(self, feature_size=feature_size, norm_name=norm_name, **{k: cfg[k] for k in SIZE_KEYS})
-        if pretrained_encoder:
-            self.load_pretrained(pretrained_encoder)
+        apply_pretrained_encoder(self, self.vit, layer_norm_eps, pretrained_encoder, pretrained_format, self.encoder_config)
 
-    def load_pretrained(self, path: str) -> None:
-        load_encoder_file(self, path, self.encoder_config)
-        logger.info(f"loaded pre-trained encoder from {path}")
+    def load_pretrained(self, path: str, format: str = "auto") -> None:
+        """Load a pre-trained encoder of any layout (``foreign_weights.load_pretrained_encoder``)."""
+        apply_pretrained_encoder(self, self.vit, None, path, format, self.encoder_config)
 
     def forward(self, x_in: torch.Tensor) -> torch.Tensor:
         if x_in.shape[-2] != self.input_size[0] or x_in.shape[-1] != self.input_size[1]:

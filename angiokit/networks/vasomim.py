@@ -46,6 +46,12 @@ class VasoMIM(MaskedAutoEncoderViT):
         in_channels: 1 for grey angiograms.
         masking_ratio: fraction of patches hidden (0.5, the VasoMIM default).
         norm_pix_loss: reconstruct per-patch normalised pixels (MAE's option).
+        pretrained_encoder: continue pre-training from an MAE / VasoMIM checkpoint (encoder and
+            decoder), a timm ViT or a Hugging Face ViTMAE / ViT folder (encoder only; the decoder
+            starts fresh): ``foreign_weights.load_pretrained_encoder``. The preset must match it.
+        pretrained_format: "auto", "timm" / "mae" or "huggingface".
+        layer_norm_eps: LayerNorm eps of encoder and decoder (recorded from an imported
+            checkpoint: MAE's 1e-6; None: MONAI's 1e-5).
         **kwargs: any other ``MaskedAutoEncoderViT`` argument.
     """
 
@@ -57,16 +63,31 @@ class VasoMIM(MaskedAutoEncoderViT):
         in_channels: int = 1,
         masking_ratio: float = 0.5,
         norm_pix_loss: bool = False,
+        pretrained_encoder: Optional[str] = None,
+        pretrained_format: str = "auto",
+        layer_norm_eps: Optional[float] = None,
         **kwargs,
     ):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-        args = {**PRESETS[preset], **MAE_DECODER, "qkv_bias": True, **kwargs}
+        from .encoder_export import SIZE_KEYS, vit_sizes
+
+        sizes = vit_sizes(preset, {}, pretrained_encoder, pretrained_format)  # a checkpoint's sizes win over the preset's
+        args = {**sizes, **MAE_DECODER, "qkv_bias": True, **kwargs}
         super().__init__(in_channels=in_channels, img_size=img_size, patch_size=patch_size, masking_ratio=masking_ratio, spatial_dims=2, **args)
         self.preset, self.norm_pix_loss, self.in_channels = preset, norm_pix_loss, in_channels
         self.encoder_config = {k: args[k] for k in ("hidden_size", "mlp_dim", "num_layers", "num_heads", "qkv_bias")}
         self.encoder_config.update(in_channels=in_channels, img_size=img_size, patch_size=patch_size)
         freeze_unused_cross_attention(self)
+        # continue pre-training from released weights (MAE's ImageNet checkpoints with their
+        # decoder, timm / Hugging Face encoders): sizes come from the preset, loading is strict
+        from .foreign_weights import apply_pretrained_encoder
+
+        if pretrained_encoder:
+            from .checkpoint import update_constructor
+
+            update_constructor(self, **{k: args[k] for k in SIZE_KEYS})
+        apply_pretrained_encoder(self, self, layer_norm_eps, pretrained_encoder, pretrained_format)
 
     # ---- geometry ---------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ from typing import Optional
 
 from monai.networks.nets import ViT
 
-from ..encoder_export import load_encoder_file, vit_config
+from ..encoder_export import vit_config
+from ..foreign_weights import apply_pretrained_encoder
 from ..vasomim import freeze_unused_cross_attention
 
 
@@ -20,12 +21,13 @@ def encoder_downsampling(img_size: int, encoder_size: Optional[int]) -> int:
     return int(img_size) // encoder_size
 
 
-def image_vit(sizes: dict, img_size: int, patch_size: int = 16, dropout: float = 0.0, pretrained_encoder: Optional[str] = None) -> ViT:
+def image_vit(sizes: dict, img_size: int, patch_size: int = 16, dropout: float = 0.0, pretrained_encoder: Optional[str] = None, pretrained_format: str = "auto", owner=None, layer_norm_eps: Optional[float] = None) -> ViT:
     """MONAI's ViT for [B, 1, img_size, img_size] frames -> tokens [B, N, hidden_size], of the
     VasoMIM ``sizes`` (``vit_sizes``: hidden_size, mlp_dim, num_layers, num_heads), started from
-    the VasoMIM encoder export ``pretrained_encoder`` when one is given."""
+    the pre-trained encoder ``pretrained_encoder`` when one is given (a VasoMIM encoder export, an
+    MAE / timm checkpoint or a Hugging Face folder: ``foreign_weights``); ``owner``, the network
+    whose constructor records the LayerNorm eps of an imported checkpoint."""
     vit = ViT(in_channels=1, img_size=img_size, patch_size=patch_size, hidden_size=sizes["hidden_size"], mlp_dim=sizes["mlp_dim"], num_layers=sizes["num_layers"], num_heads=sizes["num_heads"], qkv_bias=True, dropout_rate=dropout, spatial_dims=2)
     freeze_unused_cross_attention(vit)
-    if pretrained_encoder:
-        load_encoder_file(vit, pretrained_encoder, vit_config(vit))
+    apply_pretrained_encoder(owner if owner is not None else vit, vit, layer_norm_eps, pretrained_encoder, pretrained_format, vit_config(vit))
     return vit

@@ -39,7 +39,10 @@ class CASIQA(nn.Module):
             artifact interference).
         auxiliary: which auxiliary images are used ("fluoro", "reference"); () = S alone.
         fusion: "must" or "mean" (ablation without MUST).
-        pretrained_encoder: a VasoMIM encoder export to start the image encoder from.
+        pretrained_encoder: a VasoMIM encoder export to start the image encoder from, or an MAE /
+            timm checkpoint or Hugging Face ViTMAE / ViT folder (``foreign_weights``).
+        pretrained_format: "auto", "angiokit", "timm" / "mae" or "huggingface".
+        layer_norm_eps: the image ViT's LayerNorm eps (recorded from an imported checkpoint).
         image_encoder: any module mapping [B, 1, H, W] -> [B, N, D] tokens in place of the ViT
             (e.g. ``HFVisionEncoder``); then ``hidden_size`` must be its D.
         aux_dropout: in training, the chance that a sample's auxiliary image is hidden, so the
@@ -60,6 +63,8 @@ class CASIQA(nn.Module):
         dropout: float = 0.0,
         aux_dropout: float = 0.0,
         encoder_size: Optional[int] = None,
+        pretrained_format: str = "auto",
+        layer_norm_eps: Optional[float] = None,
         **overrides,
     ):
         super().__init__()
@@ -69,12 +74,12 @@ class CASIQA(nn.Module):
         unknown = set(auxiliary) - set(AUX_PATHS)
         if unknown:
             raise ValueError(f"unknown auxiliary images {sorted(unknown)}; known: {AUX_PATHS}")
-        cfg = vit_sizes(preset, overrides, pretrained_encoder)
+        cfg = vit_sizes(preset, overrides, pretrained_encoder, pretrained_format)
         update_constructor(self, **{k: cfg[k] for k in SIZE_KEYS})
         dim, heads = cfg["hidden_size"], cfg["num_heads"]
         self.downsample = encoder_downsampling(img_size, encoder_size)
         if image_encoder is None:
-            self.vit = image_vit(cfg, int(img_size) // self.downsample, patch_size, dropout, pretrained_encoder)
+            self.vit = image_vit(cfg, int(img_size) // self.downsample, patch_size, dropout, pretrained_encoder, pretrained_format, self, layer_norm_eps)
             self.image_encoder = None
         else:
             self.vit, self.image_encoder = None, image_encoder

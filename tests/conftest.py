@@ -64,7 +64,7 @@ def quick_demo(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def served(*args, **kwargs):
+def running_server(*args, **kwargs):
     """``apps._server.serve_app`` for a test: a server that does not start fails the test with its log."""
     try:
         with serve_app(*args, **kwargs) as running:

@@ -22,7 +22,7 @@ from angiokit.metrics import dice_score
 
 from apps._server import wait_for_http
 
-from .conftest import SHARED_DATA, free_port, served, shared_data
+from .conftest import SHARED_DATA, free_port, running_server, shared_data
 
 requests = pytest.importorskip("requests")
 
@@ -54,7 +54,7 @@ def server(tmp_path_factory):
     write_png(studies / "synthetic_aux_fluoro.png", _frame(12)[0][0])
     write_png(studies / "synthetic_aux_reference.png", _frame(13)[0][0])
     conf = {"models": "all", "model_dir": str(root / "model"), "vessel_seg_config": json.dumps(SEG), "quality_config": json.dumps(IQA), "epistemic_passes": "2"}
-    with served(root, studies, conf) as (url, log):
+    with running_server(root, studies, conf) as (url, log):
         yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": log}
 
 
@@ -268,7 +268,7 @@ def test_dicomweb_pacs_inference_and_final_label_stored_as_dicom_seg(orthanc, tm
         assert r.status_code == 200 and r.json()["Status"] == "Success", r.text
     dicomweb = f"{orthanc}/dicom-web"
     conf = {"models": "vessel_seg", "model_dir": str(tmp_path / "model"), "vessel_seg_config": json.dumps(SEG)}
-    with served(tmp_path, dicomweb, conf, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")}) as (url, log):
+    with running_server(tmp_path, dicomweb, conf, env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "cache")}) as (url, log):
         r = requests.post(f"{url}/infer/vessel_seg", params={"image": "1.2.3.4.5.not.in.the.pacs"}, data={"params": "{}"})
         assert r.status_code == 404 and "not among" in r.json()["detail"]
         for path in uploads:
@@ -390,7 +390,7 @@ def test_models_trained_by_the_demo_are_served_with_no_size_flags(quick_demo, tm
     write_png(studies / "synthetic_aux_fluoro.png", _frame(32)[0][0])
     write_dicom_xa(studies / "run.dcm", _frame(33, frames=3)[0], 0.3, 66.7)
     conf = {"models": "all", "model_dir": str(tmp_path / "model"), "vessel_seg_checkpoint": str(checkpoints["vessel_seg"]), "quality_checkpoint": str(checkpoints["quality"])}
-    with served(tmp_path, studies, conf) as (url, log):
+    with running_server(tmp_path, studies, conf) as (url, log):
         info = requests.get(f"{url}/info/").json()["models"]
         for model, path in checkpoints.items():
             assert info[model]["serving"] == f"trained {network_name(read_network_spec(str(path)))} from {path}", info[model]

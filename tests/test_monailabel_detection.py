@@ -22,7 +22,7 @@ from angiokit.engines.detection import BOX_MODE
 from angiokit.networks import StenosisRetinaNet, build_detector, load_network, save_checkpoint
 from angiokit.networks.detection import anchor_generator
 
-from .conftest import served
+from .conftest import running_server
 
 
 requests = pytest.importorskip("requests")
@@ -66,7 +66,7 @@ def server(tmp_path_factory):
     studies = _studies(root)
     write_dicom_xa(root / "upload.dcm", _frames(2, 3), 0.3, 66.7)  # sent as a file, not a study
     conf = {"models": "all", "model_dir": str(root / "model"), "stenosis_det_checkpoint": checkpoint, "vessel_seg_config": json.dumps(TINY), "quality_config": json.dumps(TINY)}
-    with served(root, studies, conf) as (url, log):
+    with running_server(root, studies, conf) as (url, log):
         yield {"url": url, "root": root, "checkpoint": checkpoint, "log": log}
 
 
@@ -151,7 +151,7 @@ def test_without_a_checkpoint_the_detector_answers_503_saying_what_it_needs(tmp_
     assert not ALL_WHEN["stenosis_det"](str(tmp_path / "model"), {})
     assert ALL_WHEN["stenosis_det"](str(tmp_path / "model"), {"stenosis_det_checkpoint": "det.pt"})
     # named in --conf models: listed, saying it has no detector; every request a 503
-    with served(tmp_path / "named", studies, {"models": "stenosis_det", "model_dir": str(tmp_path / "model")}) as (url, log):
+    with running_server(tmp_path / "named", studies, {"models": "stenosis_det", "model_dir": str(tmp_path / "model")}) as (url, log):
         info = requests.get(f"{url}/info/").json()
         assert info["models"]["stenosis_det"]["type"] == "detection" and "no trained stenosis detector" in info["models"]["stenosis_det"]["serving"]
         assert info["trainers"] == {}
@@ -159,7 +159,7 @@ def test_without_a_checkpoint_the_detector_answers_503_saying_what_it_needs(tmp_
             r = requests.post(f"{url}/infer/stenosis_det", params={"image": image}, data={"params": json.dumps({"device": "cpu"})})
             assert r.status_code == 503 and r.json()["detail"].startswith(NO_DETECTOR), r.text
     # --conf models all: left out until it has a detector; a request says so
-    with served(tmp_path / "all", studies, {"models": "all", "model_dir": str(tmp_path / "model"), "vessel_seg_config": json.dumps(TINY), "quality_config": json.dumps(TINY)}) as (url, log):
+    with running_server(tmp_path / "all", studies, {"models": "all", "model_dir": str(tmp_path / "model"), "vessel_seg_config": json.dumps(TINY), "quality_config": json.dumps(TINY)}) as (url, log):
         assert set(requests.get(f"{url}/info/").json()["models"]) == {"vessel_seg", "quality"}
         r = requests.post(f"{url}/infer/stenosis_det", params={"image": "frame"}, data={"params": json.dumps({"device": "cpu"})})
         assert r.status_code == 503 and r.json()["detail"].startswith(f"stenosis_det is not served: {NO_DETECTOR}"), r.text

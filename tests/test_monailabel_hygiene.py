@@ -20,7 +20,7 @@ from angiokit.data import write_mask_png
 
 from apps.bench.server import make_studies
 
-from .conftest import served
+from .conftest import running_server
 
 
 requests = pytest.importorskip("requests")
@@ -65,7 +65,7 @@ def traffic(tmp_path_factory):
     with contextlib.ExitStack() as stack:
         previous = os.umask(UMASK)  # the server's, inherited
         try:
-            url, log = stack.enter_context(served(root / "server", studies, conf, env={"TMPDIR": str(tmp)}))
+            url, log = stack.enter_context(running_server(root / "server", studies, conf, env={"TMPDIR": str(tmp)}))
         finally:
             os.umask(previous)
         at_start = _temp_files(tmp)

@@ -18,8 +18,8 @@ from angiokit.metrics import dice_score
 
 from apps.bench.server import concurrent, infer, info_latencies, lost_labels, make_studies, percentiles, upload_labels, while_inferring
 
-from .conftest import REPO
-from .test_monailabel_app import _served, _start
+from .conftest import REPO, running_server
+from .test_monailabel_app import _start
 
 requests = pytest.importorskip("requests")
 
@@ -45,7 +45,7 @@ def server(tmp_path_factory):
     (studies / "notes.png").write_text("not an image: a text file in the studies folder")
     write_dicom_xa(studies / "long.dcm", to_uint(synthesize(SynthConfig(size=SIZE, frames=CINE_FRAMES), seed=5).image, 8), 0.3, 66.7)
     conf = {"models": "vessel_seg", "model_dir": str(root / "model")}
-    with _served(root / "server", studies, conf) as (url, log):
+    with running_server(root / "server", studies, conf) as (url, log):
         yield {"url": url, "root": root, "studies": studies, "truth": truth, "log": log, "checkout_before": checkout_before}
 
 
@@ -143,7 +143,7 @@ def test_a_checkpoint_given_after_a_start_without_one_is_served_and_says_so(quic
     assert json.loads((model_dir / "vessel_seg" / "models" / "model_source.json").read_text())["source"] == "classical"
 
     conf = {"models": "vessel_seg", "model_dir": str(model_dir), "vessel_seg_checkpoint": str(checkpoint), "vessel_seg_config": str(config_file)}
-    with _served(tmp_path / "server", studies, conf, via_script=True) as (url, log):
+    with running_server(tmp_path / "server", studies, conf, via_script=True) as (url, log):
         served = requests.get(f"{url}/info/").json()["models"]["vessel_seg"]["provenance"]
         r = requests.post(f"{url}/infer/vessel_seg", params={"image": "frame0", "output": "all"}, data={"params": CPU})
         assert r.status_code == 200, r.text[:300]

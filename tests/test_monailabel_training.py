@@ -21,7 +21,8 @@ from angiokit.data import write_mask_png, write_png
 
 from apps.experiment import REPO
 
-from .test_monailabel_app import SEG, _frame, _put_label, _served, _start
+from .conftest import running_server
+from .test_monailabel_app import SEG, _frame, _put_label, _start
 
 requests = pytest.importorskip("requests")
 
@@ -93,7 +94,7 @@ def test_a_killed_servers_training_stops_and_resumes_from_its_last_epoch(tmp_pat
     models = model_dir / "vessel_seg" / "models"
     record_path, weights = models / "training.json", models / "model.pt"
 
-    with _served(tmp_path / "first", studies, conf) as (url, log):
+    with running_server(tmp_path / "first", studies, conf) as (url, log):
         server = _server_process(url)
         for i in range(4):
             r = _put_label({"url": url}, f"frame{i}", tmp_path / "labels" / f"frame{i}.png")
@@ -118,7 +119,7 @@ def test_a_killed_servers_training_stops_and_resumes_from_its_last_epoch(tmp_pat
         assert len(state["best_model"]["_saved"]) == 1  # the score model.pt was saved for
 
     epoch = record["epoch"]
-    with _served(tmp_path / "second", studies, conf) as (url, log):
+    with running_server(tmp_path / "second", studies, conf) as (url, log):
         training = requests.get(f"{url}/info/").json()["trainers"]["vessel_seg"]["training"]
         assert training["state"] == "interrupted" and training["epoch"] == epoch and training["max_epochs"] == EPOCHS, training
         assert training["resume"] == 'POST /train/vessel_seg with {"resume": true}'

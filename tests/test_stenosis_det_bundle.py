@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from angiokit.data import write_dicom_xa
-from angiokit.networks import StenosisRetinaNet, VasoMIM, build_detector, export_encoder, load_network
+from angiokit.networks import StenosisRetinaNet, VasoMIM, export_encoder, load_network
 
 from .bundle_utils import config, run_workflow, verify_metadata
 from .conftest import REPO, free_port

@@ -2,7 +2,7 @@
 xa_stenosis_det bundle, trained on the 920 training frames (80 validation frames choose the
 checkpoint) and scored on the 300 test frames.
 
-    python -m apps.stenosis_det --out runs/stenosis_det                  # CPU size (about 75 min on 2 cores)
+    python -m apps.stenosis_det --out runs/stenosis_det                  # CPU size (about 2 h of 2 cores to itself, after the encoders)
     python -m apps.stenosis_det --out runs/stenosis_det_quick --quick    # plumbing check, minutes
 
 Rows: ResNet-FPN from scratch (MONAI's ResNet-18 + FPN), ViT from scratch, ViT from the plain-MAE

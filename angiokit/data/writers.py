@@ -25,8 +25,22 @@ import numpy as np
 from .errors import AngioDataError
 
 XA_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.12.1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+def process_umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (``os.umask`` sets
+    it, and a file another thread creates in between would get the wrong permissions)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    umask = os.umask(0o077)  # while unknown, the strictest of the usual ones
+    os.umask(umask)
+    return umask
+
+
+FILE_MODE = 0o666 & ~process_umask()  # what open() gives a new file; mkstemp gives 0600
 FRAME_TIME_TAG = 0x00181063
 
 
@@ -39,7 +53,7 @@ def atomic_path(path) -> Iterator[str]:
     base = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + "".join(_suffixes(base)), dir=folder)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+    os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

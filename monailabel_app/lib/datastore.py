@@ -41,6 +41,7 @@ from monailabel.interfaces.datastore import Datastore
 from angiokit.data import AngioDataError, read_angiogram
 from angiokit.data.quality import read_rating
 from angiokit.data.quality_dataset import is_auxiliary
+from angiokit.data.writers import FILE_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -108,22 +109,6 @@ def inside(folder: str, path: str, what: str) -> str:
     if os.path.commonpath([root, resolved]) != root:
         raise HTTPException(status_code=400, detail=f"{what} refused: it would be written outside the studies folder")
     return resolved
-
-
-def _process_umask() -> int:
-    """This process's umask, read without changing it where Linux tells it (``os.umask`` sets
-    it, and a file another thread creates in between would get the wrong permissions)."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    umask = os.umask(0o077)  # while unknown, the strictest of the usual ones
-    os.umask(umask)
-    return umask
-
-
-FILE_MODE = 0o666 & ~_process_umask()  # what open() gives a new file; mkstemp gives 0600
 
 
 @contextlib.contextmanager

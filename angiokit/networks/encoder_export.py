@@ -58,22 +58,32 @@ def load_encoder(network: nn.Module, encoder_state: Dict[str, torch.Tensor], str
     return missing, unexpected
 
 
-def resize_position_embeddings(pos: torch.Tensor, num_patches: int) -> torch.Tensor:
-    """[1, N, D] position embeddings of a square grid -> [1, num_patches, D] (bicubic), so an
-    encoder pre-trained at one size fine-tunes at another (as MAE does)."""
+def resize_position_embeddings(pos: torch.Tensor, size, antialias: bool = False) -> torch.Tensor:
+    """[1, N, D] position embeddings of a square grid -> [1, h * w, D] (bicubic), so an encoder
+    pre-trained at one size fine-tunes at another. ``size``: a patch count (a square grid) or an
+    (h, w) grid. ``antialias=False`` resamples as MAE's ``interpolate_pos_embed`` does (our own
+    exports), ``True`` as timm's ``resample_abs_pos_embed`` (checkpoints from timm / MAE / Hugging
+    Face, ``foreign_weights``)."""
     import math
 
     import torch.nn.functional as F
 
     n, d = pos.shape[1], pos.shape[2]
-    if n == num_patches:
+    if not isinstance(size, (tuple, list)):  # a patch count (MONAI's n_patches may be a numpy int)
+        size = int(size)
+        side = math.isqrt(size)
+        if side * side != size:
+            raise ValueError(f"position embeddings of {n} patches cannot be resized to {size}: both grids must be square")
+        size = (side, side)
+    size = tuple(int(s) for s in size)
+    if n == size[0] * size[1]:
         return pos
-    old, new = int(math.isqrt(n)), int(math.isqrt(num_patches))
-    if old * old != n or new * new != num_patches:
-        raise ValueError(f"position embeddings of {n} patches cannot be resized to {num_patches}: both grids must be square")
+    old = math.isqrt(n)
+    if old * old != n:
+        raise ValueError(f"position embeddings of {n} patches cannot be resized to {size[0]}x{size[1]}: both grids must be square")
     grid = pos.reshape(1, old, old, d).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=(new, new), mode="bicubic", align_corners=False)
-    return grid.permute(0, 2, 3, 1).reshape(1, new * new, d).to(pos.dtype)
+    grid = F.interpolate(grid.float(), size=size, mode="bicubic", align_corners=False, antialias=antialias)
+    return grid.permute(0, 2, 3, 1).reshape(1, size[0] * size[1], d).to(pos.dtype)
 
 
 def load_encoder_file(network: nn.Module, path: str, expected: Dict = None) -> Tuple[List[str], List[str]]:

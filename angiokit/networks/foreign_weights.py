@@ -45,10 +45,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .encoder_export import EncoderKeyError
+from .encoder_export import EncoderKeyError, resize_position_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -250,20 +249,6 @@ def fold_normalisation(weight: torch.Tensor, bias: Optional[torch.Tensor], mean:
     return folded.to(weight.dtype), b.to(weight.dtype)
 
 
-def resample_position_embeddings(pos: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """[1, h*w, D] patch position embeddings (square grid) -> [1, grid[0]*grid[1], D], as timm's
-    ``resample_abs_pos_embed`` resamples them (bicubic, antialias, align_corners unset)."""
-    n, d = pos.shape[1], pos.shape[2]
-    if n == grid[0] * grid[1]:
-        return pos
-    side = int(round(n ** 0.5))
-    if side * side != n:
-        raise ValueError(f"position embeddings of {n} patches: not a square grid")
-    x = pos.float().reshape(1, side, side, d).permute(0, 3, 1, 2)
-    x = F.interpolate(x, size=tuple(grid), mode="bicubic", antialias=True)
-    return x.permute(0, 2, 3, 1).reshape(1, -1, d).to(pos.dtype)
-
-
 def checkpoint_sizes(path: str, format: str = "auto") -> Dict[str, int]:
     """The ViT sizes (hidden_size, mlp_dim, num_layers, num_heads) a checkpoint holds, so a
     network built from it needs no preset (heads: the Hugging Face config's, the angiokit export's,
@@ -342,7 +327,7 @@ def _mae_decoder(state: Dict[str, torch.Tensor], target: Dict[str, torch.Tensor]
         elif k == "mask_token":
             out["mask_tokens"] = v
         elif k == "decoder_pos_embed":
-            out["decoder_pos_embedding"] = resample_position_embeddings(v[:, v.shape[1] - (int(round((v.shape[1] - 1) ** 0.5)) ** 2):], grid)
+            out["decoder_pos_embedding"] = resize_position_embeddings(v[:, v.shape[1] - (int(round((v.shape[1] - 1) ** 0.5)) ** 2):], grid, antialias=True)
         elif k.startswith("decoder_norm."):
             out[f"decoder_blocks.{last}.{k.rsplit('.', 1)[1]}"] = v
         elif m and m.group(2) in TIMM_BLOCK:
@@ -426,7 +411,7 @@ def load_pretrained_encoder(
         if pos.shape[1] - prefix != int(round((pos.shape[1] - prefix) ** 0.5)) ** 2:
             raise EncoderKeyError(f"{path}: pos_embed {tuple(pos.shape)} is not a square patch grid after {prefix} prefix token(s)")
         patch_pos = pos[:, prefix:]
-        new = resample_position_embeddings(patch_pos, grid)
+        new = resize_position_embeddings(patch_pos, grid, antialias=True)
         if new.shape[1] != patch_pos.shape[1]:
             side = int(round(patch_pos.shape[1] ** 0.5))
             report.conversions.append(f"position embeddings {side}x{side} -> {grid[0]}x{grid[1]} (bicubic, antialias, as timm)")
@@ -632,7 +617,6 @@ __all__ = [
     "fold_normalisation",
     "load_pretrained_encoder",
     "read_checkpoint",
-    "resample_position_embeddings",
     "set_layer_norm_eps",
     "timm_state_dict",
 ]

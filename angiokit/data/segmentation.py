@@ -48,12 +48,15 @@ class LabelToClassesd(MapTransform):
 
 class SyntheticSegmentationDataset(torch.utils.data.Dataset):
     """Synthetic frames and exact vessel masks, made when asked for. ``fresh`` gives new scenes
-    every epoch (training); otherwise the same ``length`` scenes always (validation / test)."""
+    every epoch (training); otherwise the same ``length`` scenes always (validation / test).
+    ``vessel_layer``: items also hold the vessels' own line integral, [1, H, W] under
+    "vessel_layer" (for ``angiokit.transforms.CompositeOnRealBackgroundd``)."""
 
-    def __init__(self, length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True, transform=None, **config):
+    def __init__(self, length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True, transform=None, vessel_layer: bool = False, **config):
         from .synthetic import default_config
 
         self.length, self.seed, self.fresh, self.epoch, self.transform = int(length), int(seed), bool(fresh), 0, transform
+        self.vessel_layer = bool(vessel_layer)
         self.cfg = default_config(size=int(image_size), **config)
 
     def set_epoch(self, epoch: int) -> None:
@@ -66,9 +69,11 @@ class SyntheticSegmentationDataset(torch.utils.data.Dataset):
         from .synthetic import synthesize
 
         seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
-        s = synthesize(self.cfg, seed)
+        s = synthesize(self.cfg, seed, vessel_layer=self.vessel_layer)
         meta = {"filename_or_obj": f"synthetic_{self.seed}_{self.epoch}_{index:05d}"}
         item = {"image": MetaTensor(torch.from_numpy(s.image[:1].copy()), meta=dict(meta)), "label": MetaTensor(torch.from_numpy(s.vessel[:1].astype(np.float32)), meta=dict(meta))}
+        if self.vessel_layer:
+            item["vessel_layer"] = torch.from_numpy(s.vessel_line_integral[:1].copy())
         return self.transform(item) if self.transform is not None else item
 
 
@@ -99,13 +104,14 @@ def items_from_datalists(datalists: Optional[str], splits: Sequence[str], label_
     return items
 
 
-def segmentation_dataset(data: Sequence[dict], transform, synthetic_length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True):
+def segmentation_dataset(data: Sequence[dict], transform, synthetic_length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True, vessel_layer: bool = False):
     """``Dataset(data, transform)``, or, when ``data`` is empty, synthetic angiograms with exact
     masks run through the same transform (fresh scenes every epoch when ``fresh``, else a fixed
-    set). ``data`` is what MONAI Label's bundle train task overrides (``train#dataset#data``)."""
+    set; ``vessel_layer``: with the vessels' line integral, for compositing). ``data`` is what
+    MONAI Label's bundle train task overrides (``train#dataset#data``)."""
     if data:
         return Dataset(list(data), transform=transform)
-    return SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform)
+    return SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform, vessel_layer=vessel_layer)
 
 
 def inference_items(datalist: Optional[str] = None, input_glob: Optional[str] = None, splits: Sequence[str] = ("training", "validation", "test")) -> List[dict]:

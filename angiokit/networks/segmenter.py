@@ -18,6 +18,7 @@ from monai.networks import nets
 from monai.networks.nets import UNETR, ViT
 
 from ..optim import param_groups
+from ..transforms.intensity_order import InputTransform
 from .checkpoint import records_constructor, update_constructor
 from .encoder_export import SIZE_KEYS, vit_sizes
 from .foreign_weights import apply_pretrained_encoder
@@ -54,6 +55,10 @@ class ViTSegmenter(UNETR):
         patch_size: 16; the adapter also takes 8 (CheXWorld's choice for segmentation), 4 or 32.
         drop_path: stochastic depth of the encoder blocks, rising linearly to this rate at the
             last block (0: none, as before; the recipe fine-tunes with 0.1).
+        input_transform: "none" (default), "local_intensity_order" (LIOT: 4 channels per frame
+            channel go to the encoder) or "local_contrast"
+            (``angiokit.transforms.intensity_order``); the network's first, weightless layer, so
+            every user of the checkpoint applies it.
     """
 
     def __init__(
@@ -73,12 +78,15 @@ class ViTSegmenter(UNETR):
         drop_path: float = 0.0,
         pretrained_format: str = "auto",
         layer_norm_eps: Optional[float] = None,
+        input_transform: str = "none",
         **overrides,
     ):
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         cfg = vit_sizes(preset, overrides, pretrained_encoder, pretrained_format)
         depth = cfg["num_layers"]
+        first = InputTransform(input_transform)
+        frame_channels, in_channels = in_channels, first.channels(in_channels)
         vit_args = dict(
             in_channels=in_channels, img_size=img_size, patch_size=patch_size, hidden_size=cfg["hidden_size"], mlp_dim=cfg["mlp_dim"],
             num_layers=depth, num_heads=cfg["num_heads"], proj_type="conv", classification=False, dropout_rate=dropout, spatial_dims=2, qkv_bias=qkv_bias,
@@ -110,6 +118,8 @@ class ViTSegmenter(UNETR):
             self.grid_size = (img_size // patch_size, img_size // patch_size)
             self.adapter = UNetAdapter(in_channels, out_channels, cfg["hidden_size"], patch_size, feature_size, norm_name)
         self.decoder = decoder
+        self.input_transform = first
+        self.frame_channels = int(frame_channels)
         self.input_size = [int(img_size), int(img_size)]
         add_drop_path(self.vit.blocks, drop_path)
         self.encoder_config = {"hidden_size": cfg["hidden_size"], "mlp_dim": cfg["mlp_dim"], "num_layers": depth, "num_heads": cfg["num_heads"], "qkv_bias": qkv_bias, "patch_size": patch_size}
@@ -128,6 +138,7 @@ class ViTSegmenter(UNETR):
                 "the network takes {}x{} frames (the size its ViT was built for; the bundle's inferer resizes to it), got {}x{}. "
                 "verify_net_in_out with --image_size N also needs --_meta_#network_data_format#inputs#image#spatial_shape \"[N, N]\"".format(
                     self.input_size[0], self.input_size[1], x_in.shape[-2], x_in.shape[-1]))
+        x_in = self.input_transform(x_in)
         x, hidden = self.vit(x_in)
         # hasattr on a module is resolved when TorchScript compiles: a scripted model holds only
         # its own decoder's branch

@@ -41,6 +41,10 @@ class SyntheticAngiogram:
     pixel_spacing_mm: float
     frame_time_ms: float
     meta: Dict = field(default_factory=dict)
+    vessel_line_integral: Optional[np.ndarray] = None
+    """[T, H, W] float32: the iodine's line integral alone (what the vessels add to the log
+    signal; ``synthesize(..., vessel_layer=True)``), for compositing the vessels onto other
+    backgrounds (``angiokit.transforms.CompositeOnRealBackgroundd``)."""
 
     @property
     def frames(self) -> int:
@@ -184,13 +188,21 @@ class AngiogramScene:
         vessel = masks[VESSEL] & ~masks[CATHETER]  # the catheter tip sits in the ostium
         return image, vessel.astype(np.uint8), masks[GUIDEWIRE].astype(np.uint8), masks[CATHETER].astype(np.uint8)
 
+    def vessel_line_integral(self, t_s: float, contrast: float = 1.0) -> np.ndarray:
+        """[H, W] line integral of the contrast-filled vessels alone at time t (no catheter, no
+        guidewire, no background); draws no random numbers, so frames stay as they were."""
+        integral, _ = rasterize_tubes(self._vessel_tubes(t_s, contrast), (self.cfg.size, self.cfg.size), device=self.device)
+        return integral.cpu().numpy()
 
-def synthesize(cfg: Optional[SynthConfig] = None, seed: int = 0, device: str = "cpu") -> SyntheticAngiogram:
-    """Generate one sample (a single frame or a cine of ``cfg.frames`` frames)."""
+
+def synthesize(cfg: Optional[SynthConfig] = None, seed: int = 0, device: str = "cpu", vessel_layer: bool = False) -> SyntheticAngiogram:
+    """Generate one sample (a single frame or a cine of ``cfg.frames`` frames); ``vessel_layer``
+    also returns the vessels' own line integral (``SyntheticAngiogram.vessel_line_integral``)."""
     cfg = cfg or SynthConfig()
     scene = AngiogramScene(cfg, seed, device)
     frames = [scene.render(scene.frame_time_s(i)) for i in range(cfg.frames)]
     image, vessel, wire, cath = (np.stack(x) for x in zip(*frames))
+    layer = np.stack([scene.vessel_line_integral(scene.frame_time_s(i)) for i in range(cfg.frames)]) if vessel_layer else None
     meta = {
         "seed": int(seed),
         "side": scene.tree.side,
@@ -198,4 +210,4 @@ def synthesize(cfg: Optional[SynthConfig] = None, seed: int = 0, device: str = "
         "branches": [b.name for b in scene.tree.branches],
         "heart_rate_bpm": 60.0 / scene.motion.period_s,
     }
-    return SyntheticAngiogram(image, vessel, wire, cath, cfg.pixel_spacing_mm, cfg.frame_time_ms, meta)
+    return SyntheticAngiogram(image, vessel, wire, cath, cfg.pixel_spacing_mm, cfg.frame_time_ms, meta, layer)

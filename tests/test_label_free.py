@@ -17,18 +17,18 @@ from .bundle_utils import run_workflow
 from .test_seg_bundle import TRAIN
 
 
-def _textured(seed, size=96, line=True):
+def _textured(seed, size=96, line=True, texture=1.0):
     """A textured frame (grey levels) with a dark line: a vessel that remove_vessels must fill."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
-    frame = 140 + 40 * np.sin(xx / 17.0 + seed) + 20 * np.cos(yy / 23.0) + rng.normal(0, 2, (size, size))
+    frame = 140 + texture * (40 * np.sin(xx / 17.0 + seed) + 20 * np.cos(yy / 23.0)) + rng.normal(0, 2, (size, size))
     if line:
         frame[(np.abs(yy - 0.6 * xx - 20) < 2.5)] -= 70
     return frame.astype(np.float32)
 
 
-def _real_like(path, seed, size=96):
-    write_png(str(path), _textured(seed, size)[None].clip(0, 255).astype(np.uint8))
+def _real_like(path, seed, size=96, texture=1.0):
+    write_png(str(path), _textured(seed, size, texture=texture)[None].clip(0, 255).astype(np.uint8))
     return str(path)
 
 
@@ -154,3 +154,68 @@ def test_label_free_overlay_trains_on_synthetic_and_unlabelled_real_frames(tmp_p
     assert len(composite) == 1 and sorted(composite[0].pool.files) == sorted(real_files)
     item = wf.parser.get_parsed_content("train#dataset")[0]
     assert "vessel_layer" not in item and set(item["label"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_synthetic_training_sees_new_scenes_every_epoch_with_workers():
+    from angiokit.data.segmentation import FreshSceneSampler, SyntheticSegmentationDataset, training_sampler
+
+    dataset = SyntheticSegmentationDataset(length=3, image_size=32, seed=4)
+    sampler = training_sampler(dataset, seed=1)
+    assert isinstance(sampler, FreshSceneSampler)
+    # persistent workers hold their own copy of the dataset: the epoch must come with the indices
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=1, persistent_workers=True)
+    name = lambda batch: np.ravel(batch["image"].meta["filename_or_obj"])[0]  # noqa: E731
+    names = [[name(b) for b in loader] for _ in range(2)]
+    assert len(set(names[0]) | set(names[1])) == 6  # 3 scenes, then 3 new ones
+    again = training_sampler(SyntheticSegmentationDataset(length=3, image_size=32, seed=4), seed=1)
+    assert [list(again), list(again)] == [[int(n.split("_")[2]) * 3 + int(n.split("_")[3]) for n in epoch] for epoch in names]
+    fixed = SyntheticSegmentationDataset(length=3, image_size=32, seed=4, fresh=False)
+    assert isinstance(training_sampler(fixed), torch.utils.data.RandomSampler)
+
+
+class _LineFinder(torch.nn.Module):
+    """A stand-in teacher: vessel logits where the frame is dark, sure on one frame, unsure on another."""
+
+    def __init__(self, sharpness):
+        super().__init__()
+        self.sharpness = sharpness
+
+    def forward(self, x):
+        v = self.sharpness * (0.2 - x)
+        return torch.cat([-v, v], dim=1)
+
+
+def test_pseudo_labels_keep_the_confident_frames_with_their_vessels(tmp_path):
+    import json
+
+    from angiokit.engines.self_training import pseudo_label
+
+    files = [_real_like(tmp_path / f"f{i}.png", i, texture=0.2 * i) for i in range(4)]
+    path = pseudo_label(_LineFinder(40.0), files, str(tmp_path / "pseudo"), image_size=96, keep_fraction=0.5, progress=False)
+    doc = json.load(open(path))
+    assert len(doc["training"]) == 2 and len(doc["scores"]) == 4
+    kept = [s for s in doc["scores"] if s["kept"]]
+    assert min(s["score"] for s in kept) >= max(s["score"] for s in doc["scores"] if not s["kept"])
+    from angiokit.data import read_angiogram
+
+    label = read_angiogram(str(tmp_path / "pseudo" / doc["training"][0]["label"])).frames[0] > 0
+    yy, xx = np.mgrid[0:96, 0:96]
+    assert label[np.abs(yy - 0.6 * xx - 20) < 1].mean() > 0.9  # the dark line is labelled
+    assert label[np.abs(yy - 0.6 * xx - 20) > 10].mean() < 0.3
+    unsure = json.load(open(pseudo_label(_LineFinder(0.5), files, str(tmp_path / "unsure"), image_size=96, progress=False)))
+    assert max(s["score"] for s in unsure["scores"]) < min(s["score"] for s in kept)  # a hesitant teacher scores low
+
+
+def test_mixed_dataset_serves_pseudo_labelled_frames_and_fresh_scenes(tmp_path):
+    from angiokit.data.segmentation import FreshSceneSampler, MixedSegmentationDataset, segmentation_dataset, training_sampler
+
+    real = [{"image": "a"}, {"image": "b"}]
+    mixed = segmentation_dataset(real, transform=None, synthetic_length=2, image_size=32, mix_synthetic=True, vessel_layer=True)
+    assert isinstance(mixed, MixedSegmentationDataset) and len(mixed) == 4
+    sampler = training_sampler(mixed, seed=0)
+    assert isinstance(sampler, FreshSceneSampler)
+    epochs = [[mixed[i] for i in sampler] for _ in range(2)]
+    names = [sorted(item["image"] if isinstance(item["image"], str) else item["image"].meta["filename_or_obj"] for item in epoch) for epoch in epochs]
+    assert names[0][:2] == names[1][:2] == ["a", "b"]  # the real items every epoch
+    assert not set(names[0][2:]) & set(names[1][2:])  # new scenes each epoch
+    assert all("vessel_layer" in item for item in epochs[0] if not isinstance(item["image"], str))

@@ -48,7 +48,7 @@ class LabelToClassesd(MapTransform):
 
 class SyntheticSegmentationDataset(torch.utils.data.Dataset):
     """Synthetic frames and exact vessel masks, made when asked for. ``fresh`` gives new scenes
-    every epoch (training); otherwise the same ``length`` scenes always (validation / test).
+    every epoch (training: with ``FreshSceneSampler``'s indices, or ``set_epoch``); otherwise the same ``length`` scenes always (validation / test).
     ``vessel_layer``: items also hold the vessels' own line integral, [1, H, W] under
     "vessel_layer" (for ``angiokit.transforms.CompositeOnRealBackgroundd``)."""
 
@@ -68,13 +68,60 @@ class SyntheticSegmentationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         from .synthetic import synthesize
 
-        seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+        # an index past ``length`` (FreshSceneSampler's) names a scene of a later epoch
+        epoch, index = (self.epoch + int(index) // self.length, int(index) % self.length) if self.fresh else (0, int(index))
+        seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
         s = synthesize(self.cfg, seed, vessel_layer=self.vessel_layer)
-        meta = {"filename_or_obj": f"synthetic_{self.seed}_{self.epoch}_{index:05d}"}
+        meta = {"filename_or_obj": f"synthetic_{self.seed}_{epoch}_{index:05d}"}
         item = {"image": MetaTensor(torch.from_numpy(s.image[:1].copy()), meta=dict(meta)), "label": MetaTensor(torch.from_numpy(s.vessel[:1].astype(np.float32)), meta=dict(meta))}
         if self.vessel_layer:
             item["vessel_layer"] = torch.from_numpy(s.vessel_line_integral[:1].copy())
         return self.transform(item) if self.transform is not None else item
+
+
+class FreshSceneSampler(torch.utils.data.Sampler):
+    """Epoch e (from 0) yields ``e * length + a permutation of range(length)``: with a fresh
+    ``SyntheticSegmentationDataset`` every epoch sees new scenes, shuffled, reproducibly for a
+    seed. The epoch is counted here, in the main process, so it reaches the data workers
+    (persistent or not) with the indices; a dataset attribute set per epoch would not."""
+
+    def __init__(self, length: int, seed: int = 0):
+        self.length, self.seed, self.epoch = int(length), int(seed), 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        start, self.epoch = self.epoch * self.length, self.epoch + 1
+        return iter((start + order).tolist())
+
+
+class MixedSegmentationDataset(torch.utils.data.Dataset):
+    """Real items (a ``Dataset``) followed by fresh synthetic scenes, one epoch = both; an index
+    past the length (``FreshSceneSampler``'s) gives the same real items and later scenes.
+    Self-training's student learns from pseudo-labelled real frames and synthetic ones."""
+
+    def __init__(self, real: torch.utils.data.Dataset, synthetic: SyntheticSegmentationDataset):
+        self.real, self.synthetic, self.fresh = real, synthetic, synthetic.fresh
+
+    def __len__(self) -> int:
+        return len(self.real) + len(self.synthetic)
+
+    def __getitem__(self, index: int) -> dict:
+        epoch, index = divmod(int(index), len(self))
+        if index < len(self.real):
+            return self.real[index]
+        return self.synthetic[epoch * len(self.synthetic) + index - len(self.real)]
+
+
+def training_sampler(dataset, seed: int = 0) -> torch.utils.data.Sampler:
+    """The training loader's sampler: ``FreshSceneSampler`` for fresh synthetic scenes (alone or
+    mixed with real items), else a seeded random permutation per epoch (the loader's
+    ``shuffle`` stays false)."""
+    if isinstance(dataset, (SyntheticSegmentationDataset, MixedSegmentationDataset)) and dataset.fresh:
+        return FreshSceneSampler(len(dataset), seed)
+    return torch.utils.data.RandomSampler(dataset, generator=torch.Generator().manual_seed(int(seed)))
 
 
 def datalist_items(datalist: str, splits: Sequence[str], label_key: Optional[str] = "label", allow_empty: bool = False) -> List[dict]:
@@ -104,14 +151,19 @@ def items_from_datalists(datalists: Optional[str], splits: Sequence[str], label_
     return items
 
 
-def segmentation_dataset(data: Sequence[dict], transform, synthetic_length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True, vessel_layer: bool = False):
+def segmentation_dataset(data: Sequence[dict], transform, synthetic_length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True,
+                         vessel_layer: bool = False, mix_synthetic: bool = False):
     """``Dataset(data, transform)``, or, when ``data`` is empty, synthetic angiograms with exact
     masks run through the same transform (fresh scenes every epoch when ``fresh``, else a fixed
-    set; ``vessel_layer``: with the vessels' line integral, for compositing). ``data`` is what
-    MONAI Label's bundle train task overrides (``train#dataset#data``)."""
+    set; ``vessel_layer``: with the vessels' line integral, for compositing); ``mix_synthetic``:
+    both, ``synthetic_length`` scenes after the items (``MixedSegmentationDataset``). ``data`` is
+    what MONAI Label's bundle train task overrides (``train#dataset#data``)."""
+    synthetic = SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform, vessel_layer=vessel_layer)
+    if data and mix_synthetic:
+        return MixedSegmentationDataset(Dataset(list(data), transform=transform), synthetic)
     if data:
         return Dataset(list(data), transform=transform)
-    return SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform, vessel_layer=vessel_layer)
+    return synthetic
 
 
 def inference_items(datalist: Optional[str] = None, input_glob: Optional[str] = None, splits: Sequence[str] = ("training", "validation", "test")) -> List[dict]:

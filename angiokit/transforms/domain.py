@@ -158,11 +158,15 @@ class CompositeOnRealBackgroundd(Randomizable, MapTransform):
             are darker: their line integral is longer).
         gamma: exponent of the relative line integral.
         blur_px: Gaussian sigma of the vessel term, pixels at the sample's size.
+        skip_without_layer: pass items without ``layer_key`` through (real frames mixed with
+            synthetic ones); else they are an error.
     """
 
     def __init__(self, keys: KeysCollection = "image", backgrounds=(), layer_key: str = "vessel_layer", prob: float = 1.0,
-                 contrast=(0.08, 0.25), gamma=(0.6, 1.0), blur_px=(0.3, 0.9), keep_layer: bool = False, allow_missing_keys: bool = False):
+                 contrast=(0.08, 0.25), gamma=(0.6, 1.0), blur_px=(0.3, 0.9), keep_layer: bool = False, skip_without_layer: bool = False,
+                 allow_missing_keys: bool = False):
         MapTransform.__init__(self, keys, allow_missing_keys)
+        self.skip_without_layer = bool(skip_without_layer)
         self.pool = _pool(backgrounds)
         self.layer_key, self.prob, self.keep_layer = layer_key, float(prob), bool(keep_layer)
         self.contrast, self.gamma, self.blur_px = _range(contrast, "contrast"), _range(gamma, "gamma"), _range(blur_px, "blur_px")
@@ -177,6 +181,8 @@ class CompositeOnRealBackgroundd(Randomizable, MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]):
         d = dict(data)
         if self.layer_key not in d:
+            if self.skip_without_layer:
+                return d  # a real item of a mixed dataset (self-training's pseudo-labelled frames)
             raise KeyError(f"CompositeOnRealBackgroundd needs the vessels' line integral under {self.layer_key!r} (the synthetic dataset's vessel_layer=True)")
         layer = d[self.layer_key] if self.keep_layer else d.pop(self.layer_key)
         self.randomize()

@@ -4,7 +4,7 @@
     python -m apps.synth --out DIR --n 20 --format dicom --frames 12      # multi-frame DICOM XA
     python -m apps.synth --out DIR --n 20 --format nifti
     python -m apps.synth --preview docs/synthetic_preview.png --real DIR1,DIR2
-    python -m apps.synth --stats docs/synthetic_vs_real.md --n 40 --real IMAGES:MASKS,DIR2
+    python -m apps.synth --stats runs/synthetic_stats.md --n 40 --real IMAGES:MASKS,DIR2
     python -m apps.synth --out DIR --guidewire_probability 1.0           # any SynthConfig field
 
 Vessel masks: PNG labels hold 0/255 (the XCAD / ARCADE convention); NIfTI labels hold 0/1.

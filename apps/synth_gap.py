@@ -49,19 +49,21 @@ class FrameSet:
     labelled: bool
 
 
-def synthetic_set(size: int, n: int, seed: int) -> FrameSet:
-    from angiokit.data.synthetic import default_config, synthesize
+def synthetic_set(size: int, n: int, seed: int, preset: str = "default") -> FrameSet:
+    from angiokit.data.synthetic import PRESETS, default_config, synthesize
     from angiokit.data.synthetic.export import sample_seed
     from angiokit.data.writers import to_uint
 
-    cfg = default_config(size=int(size))
+    if preset not in PRESETS:
+        raise ValueError(f"unknown engine preset {preset!r}; the presets are {sorted(PRESETS)}")
+    cfg = default_config(size=int(size), **PRESETS[preset])
 
     def load(s):
         sample = synthesize(cfg, s)
         return to_uint(sample.image[0], 8).astype(np.float32), sample.vessel[0] > 0
 
     spacing = cfg.pixel_spacing_mm
-    return FrameSet(f"synthetic {size} px", f"engine defaults, {size} x {size} px ({spacing:.3f} mm/px), seeds sample_seed({seed}, 0..{n - 1})",
+    return FrameSet(f"synthetic {size} px", f"engine {'defaults' if preset == 'default' else 'preset ' + preset}, {size} x {size} px ({spacing:.3f} mm/px), seeds sample_seed({seed}, 0..{n - 1})",
                     [sample_seed(seed, i) for i in range(n)], load, True)
 
 
@@ -85,11 +87,11 @@ def real_set(name: str, folder: str, description: str, labelled: bool, limit: Op
     return FrameSet(name, description, refs, _load_real, labelled)
 
 
-def frame_sets(data: str, n: int, seed: int, limit: Optional[int]) -> List[FrameSet]:
+def frame_sets(data: str, n: int, seed: int, limit: Optional[int], preset: str = "default") -> List[FrameSet]:
     sets = [
-        synthetic_set(300, n, seed),
+        synthetic_set(300, n, seed, preset),
         real_set("DCA1", os.path.join(data, "dca1"), "80 frames (40 tr + 40 te), 300 x 300 px, vessel masks", True, limit),
-        synthetic_set(512, n, seed),
+        synthetic_set(512, n, seed, preset),
         real_set("XCAD", os.path.join(data, "xcad_samples"), "10 labelled test frames, 512 x 512 px, vessel masks", True, limit),
         real_set("ARCADE train", os.path.join(data, "arcade_stenosis_train"), "stenosis train split (1,000 frames, 512 px); no vessel masks", False, limit),
         real_set("Kragujevac", os.path.join(data, "xa_cine_kragujevac"), "79 clinical cine frames (lossy JPEG sources), 512 px; no vessel masks", False, limit),
@@ -707,15 +709,16 @@ def markdown(sets, summary, results, command: str) -> str:
     return "\n".join(lines)
 
 
-def main(out: str = "docs", n: int = 40, seed: int = 0, data: str = SHARED, limit: int = None, progress: bool = True):
+def main(out: str = "docs", n: int = 40, seed: int = 0, data: str = SHARED, limit: int = None, progress: bool = True, preset: str = "default"):
     """Measure every set; write OUT/synthetic_vs_real.md and its four figures.
 
     ``n``: synthetic frames per size (300 and 512 px). ``data``: the shared data folder
     (``$ANGIOKIT_SHARED_DATA`` or ../shared/data). ``limit``: at most this many frames per
-    real set (quick checks only)."""
+    real set (quick checks only). ``preset``: the engine's parameters
+    (``angiokit.data.synthetic.PRESETS``; "real_matched" measures the label-free recipe's)."""
     from apps.experiment import write_text
 
-    sets = frame_sets(data, int(n), int(seed), limit)
+    sets = frame_sets(data, int(n), int(seed), limit, preset)
     results = {s.name: measure_set(s, progress) for s in sets}
     summary = summarise(sets, results)
     paths = [

@@ -219,3 +219,28 @@ def test_mixed_dataset_serves_pseudo_labelled_frames_and_fresh_scenes(tmp_path):
     assert names[0][:2] == names[1][:2] == ["a", "b"]  # the real items every epoch
     assert not set(names[0][2:]) & set(names[1][2:])  # new scenes each epoch
     assert all("vessel_layer" in item for item in epochs[0] if not isinstance(item["image"], str))
+
+
+def test_round_field_of_view_hides_vessels_and_their_labels_outside_it():
+    plain = synthesize(default_config(size=96), 2, vessel_layer=True)
+    with_field = synthesize(default_config(size=96, circular_field_probability=1.0, circular_field_radius=(0.5, 0.5)), 2, vessel_layer=True)
+    yy, xx = np.mgrid[0:96, 0:96]
+    corners = (yy - 47.5) ** 2 + (xx - 47.5) ** 2 > (0.5 * 96 + 4) ** 2
+    assert with_field.image[0][corners].max() < 0.02  # black outside the disc
+    assert with_field.vessel[0][corners].sum() == 0 and with_field.vessel_line_integral[0][corners].sum() == 0
+    assert plain.vessel[0][corners].sum() > 0 or plain.vessel_line_integral[0][corners].sum() > 0  # there was something to hide
+    inside = ~corners & ((yy - 47.5) ** 2 + (xx - 47.5) ** 2 < (0.5 * 96 - 8) ** 2)
+    assert np.array_equal(with_field.vessel[0][inside], plain.vessel[0][inside])  # same scene within the field
+
+
+def test_the_label_free_experiment_reads_no_test_frame():
+    import os
+
+    from apps.experiment import SHARED
+    from apps.label_free import PROFILES, unlabelled_frames
+
+    if not os.path.isdir(os.path.join(SHARED, "arcade_stenosis_train")):
+        pytest.skip(f"no ARCADE frames under {SHARED}")
+    files = unlabelled_frames(PROFILES["default"])
+    assert len(files) >= 1000
+    assert not [f for f in files if "dca1" in f or "xcad" in f or "arcade_stenosis_test" in f]

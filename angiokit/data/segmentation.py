@@ -152,13 +152,14 @@ def items_from_datalists(datalists: Optional[str], splits: Sequence[str], label_
 
 
 def segmentation_dataset(data: Sequence[dict], transform, synthetic_length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True,
-                         vessel_layer: bool = False, mix_synthetic: bool = False):
+                         vessel_layer: bool = False, mix_synthetic: bool = False, synthetic_config: Optional[Mapping] = None):
     """``Dataset(data, transform)``, or, when ``data`` is empty, synthetic angiograms with exact
     masks run through the same transform (fresh scenes every epoch when ``fresh``, else a fixed
     set; ``vessel_layer``: with the vessels' line integral, for compositing); ``mix_synthetic``:
-    both, ``synthetic_length`` scenes after the items (``MixedSegmentationDataset``). ``data`` is
+    both, ``synthetic_length`` scenes after the items (``MixedSegmentationDataset``);
+    ``synthetic_config``: engine parameters (``angiokit.data.synthetic.PRESETS``). ``data`` is
     what MONAI Label's bundle train task overrides (``train#dataset#data``)."""
-    synthetic = SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform, vessel_layer=vessel_layer)
+    synthetic = SyntheticSegmentationDataset(synthetic_length, image_size, seed, fresh=fresh, transform=transform, vessel_layer=vessel_layer, **dict(synthetic_config or {}))
     if data and mix_synthetic:
         return MixedSegmentationDataset(Dataset(list(data), transform=transform), synthetic)
     if data:

@@ -20,7 +20,7 @@ from .config import SynthConfig
 from .coronary_tree import CoronaryTree, generate_coronary_tree
 from .heart_view import CardiacMotion, ViewPose, catheter_at, catheter_body_mm, centre_on_tree, sample_view, unit_to_image
 from .tube_raster import Tube, rasterize_tubes, resample_for_raster
-from .xray import Detector, background_line_integral
+from .xray import Detector, background_line_integral, circular_field
 
 VESSEL, GUIDEWIRE, CATHETER = 0, 1, 2
 """Mask groups of the rasteriser."""
@@ -103,6 +103,11 @@ class AngiogramScene:
         centre, cov = self._heart_ellipse()
         self.background = background_line_integral(rng, cfg, centre, cov)
         self.detector = Detector.sample(rng, cfg, self.background)
+        self.field = None  # [H, W] bool: the exposed round field, where there is one
+        if cfg.circular_field_probability > 0 and rng.random() < cfg.circular_field_probability:
+            # after the display window is set (from the exposed anatomy), so black stays black
+            self.field = circular_field(rng, cfg)
+            self.background = self.background + np.float32(8.0) * (~self.field)
 
     # ---- geometry per frame ----------------------------------------------------------------
 
@@ -185,14 +190,16 @@ class AngiogramScene:
         devices, masks = rasterize_tubes(tubes, shape, mask_groups=3, device=self.device)
         image = self.detector.expose(self.rng, self.background + devices.cpu().numpy())
         masks = masks.cpu().numpy()
+        if self.field is not None:
+            masks &= self.field  # nothing shows outside the exposed field
         vessel = masks[VESSEL] & ~masks[CATHETER]  # the catheter tip sits in the ostium
         return image, vessel.astype(np.uint8), masks[GUIDEWIRE].astype(np.uint8), masks[CATHETER].astype(np.uint8)
 
     def vessel_line_integral(self, t_s: float, contrast: float = 1.0) -> np.ndarray:
         """[H, W] line integral of the contrast-filled vessels alone at time t (no catheter, no
         guidewire, no background); draws no random numbers, so frames stay as they were."""
-        integral, _ = rasterize_tubes(self._vessel_tubes(t_s, contrast), (self.cfg.size, self.cfg.size), device=self.device)
-        return integral.cpu().numpy()
+        integral = rasterize_tubes(self._vessel_tubes(t_s, contrast), (self.cfg.size, self.cfg.size), device=self.device)[0].cpu().numpy()
+        return integral * self.field if self.field is not None else integral
 
 
 def synthesize(cfg: Optional[SynthConfig] = None, seed: int = 0, device: str = "cpu", vessel_layer: bool = False) -> SyntheticAngiogram:

@@ -100,6 +100,15 @@ def _collimator(rng, cfg: SynthConfig, yy, xx, mm_per_px) -> np.ndarray:
     return out
 
 
+def circular_field(rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
+    """[size, size] bool: an image intensifier's round field (a disc near the centre)."""
+    n = cfg.size
+    radius = rng.uniform(*cfg.circular_field_radius) * n
+    cy, cx = (n - 1) / 2 + rng.uniform(-0.03, 0.03, size=2) * n
+    yy, xx = np.mgrid[0:n, 0:n]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+
+
 def background_line_integral(rng: np.random.Generator, cfg: SynthConfig, ellipse_centre_px, ellipse_cov_px) -> np.ndarray:
     """Static thorax background, [size, size] float32 effective line integrals."""
     size = cfg.size

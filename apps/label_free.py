@@ -33,9 +33,9 @@ import fire
 from apps.experiment import SHARED, Experiment, choose_profile, evaluation_dir, markdown_table, read_per_image, vit_overrides, warmup, write_json, write_text
 
 PROFILES = {
-    "quick": dict(image_size=32, epochs=1, synthetic_length=4, batch_size=2, width=64, depth=2, real_frames=4, keep_fraction=0.5, lr=0.0005),
+    "quick": dict(image_size=32, epochs=1, synthetic_length=4, batch_size=2, width=64, depth=2, real_frames=4, keep_fraction=0.5, lr=0.0005, test_frames=3),
     # CPU size: the real-label experiments' ViT (192 x 6) at 256 px
-    "default": dict(image_size=256, epochs=16, synthetic_length=256, batch_size=4, width=192, depth=6, real_frames=None, keep_fraction=0.5, lr=0.0005),
+    "default": dict(image_size=256, epochs=16, synthetic_length=256, batch_size=4, width=192, depth=6, real_frames=None, keep_fraction=0.5, lr=0.0005, test_frames=None),
 }
 ROWS = ("synthetic", "engine", "composite", "style", "input", "self_training")
 # the label_free overlay's switches per row (the recipe itself is "input")
@@ -80,6 +80,9 @@ def prepare(exp: Experiment, cfg: Dict) -> Dict[str, str]:
         stems = sorted(os.path.splitext(f)[0] for f in os.listdir(os.path.join(SHARED, "xcad_samples", "images")))
         prepare_pairs(os.path.join(SHARED, "xcad_samples", "images"), os.path.join(SHARED, "xcad_samples", "masks"), os.path.dirname(lists["xcad"]),
                       split={"training": [], "validation": [], "test": stems}, progress=False)
+    from apps.real_labels import subset
+
+    lists.update({t: subset(lists[t], cfg["test_frames"], exp.path("data", f"{t}_subset.json")) for t in TESTS})  # the quick form only
     lists["unlabelled"] = write_json(exp.path("data", "unlabelled.json"), {"training": [{"image": f} for f in unlabelled_frames(cfg)]})
     return lists
 

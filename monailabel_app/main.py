@@ -20,6 +20,7 @@ import sys
 from typing import Dict
 
 from fastapi import HTTPException
+from lib.apidocs import serve_api_page_offline
 from lib.configs import ALL_WHEN, CONFIGS
 from lib.datastore import EXTENSIONS, AngioDatastore
 from lib.dicomweb import angio_dicomweb_datastore
@@ -67,6 +68,7 @@ class AngioApp(MONAILabelApp):
             infer_off_the_event_loop()
             clean_up_after_requests()  # no temp file left by a failed upload or a dataset download
             remove_start_log_config()
+            serve_api_page_offline()  # / and /docs without scripts from a CDN
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):

@@ -9,7 +9,7 @@ from scipy import ndimage
 from angiokit.data import write_png
 from angiokit.data.synthetic import default_config, synthesize
 from angiokit.networks import ViTSegmenter, load_network
-from angiokit.transforms import (CompositeOnRealBackgroundd, InputTransform, RandFourierStyled, RealFramePool, fourier_style, local_contrast,
+from angiokit.transforms import (CompositeOnRealBackgroundd, InputTransform, RandFourierStyled, fourier_style, local_contrast,
                                  local_intensity_order, remove_vessels)
 from angiokit.transforms.domain import unlabelled_files
 

@@ -146,8 +146,8 @@ class CompositeOnRealBackgroundd(Randomizable, MapTransform):
     are close to log-compressed, so the layer is subtracted in display units:
     ``image = background - contrast * (layer / median(layer)) ** gamma`` (the median over the
     vessel pixels), both drawn per sample (a gamma below 1 narrows the gap between wide and thin
-    vessels, which display processing sharpens in real frames), the
-    vessel term blurred by the detector's ``blur_px`` and given the background's noise. The label
+    vessels, which display processing sharpens in real frames), the vessel term blurred by
+    ``blur_px`` (the detector's unsharpness); the noise is the real background's own. The label
     is not touched (the vessels are where they were); ``layer_key`` is removed unless ``keep_layer``.
 
     Args:

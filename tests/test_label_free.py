@@ -7,11 +7,10 @@ import torch
 from scipy import ndimage
 
 from angiokit.data import write_png
+from angiokit.data.domain import CompositeOnRealBackgroundd, RandFourierStyled, fourier_style, remove_vessels, unlabelled_files
 from angiokit.data.synthetic import default_config, synthesize
 from angiokit.networks import ViTSegmenter, load_network
-from angiokit.transforms import (CompositeOnRealBackgroundd, InputTransform, RandFourierStyled, fourier_style, local_contrast,
-                                 local_intensity_order, remove_vessels)
-from angiokit.transforms.domain import unlabelled_files
+from angiokit.transforms import InputTransform, local_contrast, local_intensity_order
 
 from .bundle_utils import run_workflow
 from .test_seg_bundle import TRAIN

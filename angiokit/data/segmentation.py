@@ -50,7 +50,7 @@ class SyntheticSegmentationDataset(torch.utils.data.Dataset):
     """Synthetic frames and exact vessel masks, made when asked for. ``fresh`` gives new scenes
     every epoch (training: with ``FreshSceneSampler``'s indices, or ``set_epoch``); otherwise the same ``length`` scenes always (validation / test).
     ``vessel_layer``: items also hold the vessels' own line integral, [1, H, W] under
-    "vessel_layer" (for ``angiokit.transforms.CompositeOnRealBackgroundd``)."""
+    "vessel_layer" (for ``angiokit.data.domain.CompositeOnRealBackgroundd``)."""
 
     def __init__(self, length: int = 512, image_size: int = 224, seed: int = 0, fresh: bool = True, transform=None, vessel_layer: bool = False, **config):
         from .synthetic import default_config

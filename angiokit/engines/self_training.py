@@ -21,7 +21,7 @@ import torch
 
 from ..data.readers import load_frame
 from ..data.writers import atomic_path, write_png
-from ..transforms.domain import normalise_frame
+from ..data.domain import normalise_frame
 from .inferers import ResizeInferer
 
 

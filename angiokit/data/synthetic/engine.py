@@ -44,7 +44,7 @@ class SyntheticAngiogram:
     vessel_line_integral: Optional[np.ndarray] = None
     """[T, H, W] float32: the iodine's line integral alone (what the vessels add to the log
     signal; ``synthesize(..., vessel_layer=True)``), for compositing the vessels onto other
-    backgrounds (``angiokit.transforms.CompositeOnRealBackgroundd``)."""
+    backgrounds (``angiokit.data.domain.CompositeOnRealBackgroundd``)."""
 
     @property
     def frames(self) -> int:

@@ -11,7 +11,8 @@ through ``RealFramePool``. None of them needs a label, so neither may be given a
 frames: the label-free recipe (the segmentation bundle's ``configs/label_free.json``) reads
 ARCADE's training frames only.
 
-Written here because MONAI has neither: FDA is Yang & Soatto (CVPR 2020), used on angiograms
+In ``angiokit.data`` (not ``transforms``): they read real frames with its readers. Written here
+because MONAI has neither: FDA is Yang & Soatto (CVPR 2020), used on angiograms
 by FreeCOS (Shi et al., ICCV 2023) to blend curvilinear structures into real backgrounds.
 """
 
@@ -51,7 +52,7 @@ def remove_vessels(frame: np.ndarray, max_width_px: float, threshold: Optional[f
     by more than ``threshold`` (default: 3 noise sigmas, Immerkaer's estimate) are replaced, with
     the closing smoothed and the frame's own noise added, so the background keeps its texture.
     """
-    from ..data.synthetic.stats import noise_sigma
+    from .synthetic.stats import noise_sigma
 
     a = np.asarray(frame, dtype=np.float32)
     radius = max(1, int(np.ceil(max_width_px / 2.0)))
@@ -84,8 +85,8 @@ class RealFramePool:
         return len(self.files)
 
     def _read(self, index: int, size: Tuple[int, int], vessel_free: bool) -> np.ndarray:
-        from ..data.errors import AngioDataError
-        from ..data.readers import load_frame
+        from .errors import AngioDataError
+        from .readers import load_frame
 
         path = self.files[index]
         try:
@@ -114,7 +115,7 @@ class RealFramePool:
 def unlabelled_files(spec: str) -> list:
     """Unlabelled real frames from comma-separated globs and / or datalist .json files (all their
     splits' images). Empty: an error that names the option (``real_unlabelled``)."""
-    from ..data.segmentation import inference_items
+    from .segmentation import inference_items
 
     parts = [p.strip() for p in str(spec or "").split(",") if p.strip()]
     if not parts:

@@ -39,9 +39,12 @@ def _range(value, name: str) -> Range:
 
 
 def normalise_frame(frame: np.ndarray) -> np.ndarray:
-    """[H, W] -> float32 in [0, 1] by the 0.5 / 99.5 percentiles (the bundle's own scaling)."""
-    lo, hi = np.percentile(frame, [0.5, 99.5])
-    return np.clip((frame.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    """[H, W] -> float32 in [0, 1] by the 0.5 / 99.5 percentiles: the bundle's own scaling
+    (MONAI's ``ScaleIntensityRangePercentiles``, as in its train / evaluate configs)."""
+    from monai.transforms import ScaleIntensityRangePercentiles
+
+    scaled = ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True)(np.asarray(frame, dtype=np.float32)[None])
+    return np.asarray(scaled, dtype=np.float32)[0]
 
 
 def remove_vessels(frame: np.ndarray, max_width_px: float, threshold: Optional[float] = None) -> np.ndarray:

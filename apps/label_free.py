@@ -16,10 +16,9 @@ Rows (each adds one step to the one before; ``configs/label_free.json`` is the r
   frangi        Frangi + Otsu, no training
 
 Unlabelled real frames: ARCADE's stenosis *training* frames and the Kragujevac cine frames, never
-a DCA1 or XCAD frame (asserted), so no run sees, even unlabelled, a frame it is tested on. One
-setting is not yet clean of the tests: the engine preset ``real_matched`` (rows engine onward) was
-set from docs/synthetic_vs_real.md, whose real columns include DCA1's and XCAD's test frames; it
-is to be re-derived from DCA1's training frames and unlabelled frames before figures are reported.
+a DCA1 or XCAD frame (asserted), so no run sees, even unlabelled, a frame it is tested on. The
+engine preset ``real_matched`` (rows engine onward) was fitted to DCA1's training frames and the
+unlabelled sets only (``apps.synth_gap --tuning_only``).
 Each step is a real bundle run, skipped once finished.
 """
 

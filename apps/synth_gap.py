@@ -29,7 +29,7 @@ from angiokit.data.synthetic.stats import COLUMNS, image_statistics
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("ANGIOKIT_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 STEM = "synthetic_vs_real"
-COLOURS = {"synthetic 300 px": "tab:orange", "DCA1": "tab:blue", "synthetic 512 px": "tab:red", "XCAD": "tab:green", "ARCADE train": "tab:purple", "Kragujevac": "tab:brown"}
+COLOURS = {"synthetic 300 px": "tab:orange", "DCA1": "tab:blue", "DCA1 train": "tab:blue", "synthetic 512 px": "tab:red", "XCAD": "tab:green", "ARCADE train": "tab:purple", "Kragujevac": "tab:brown"}
 BLACK = 2.0
 """Grey levels <= this count as clipped black (8-bit scale)."""
 STYLES = {"synthetic 300 px": "--", "synthetic 512 px": "--"}
@@ -76,8 +76,8 @@ def _load_real(ref):
     return image, mask
 
 
-def real_set(name: str, folder: str, description: str, labelled: bool, limit: Optional[int] = None) -> Optional[FrameSet]:
-    images = sorted(glob.glob(os.path.join(folder, "images", "*.png")))
+def real_set(name: str, folder: str, description: str, labelled: bool, limit: Optional[int] = None, pattern: str = "*.png") -> Optional[FrameSet]:
+    images = sorted(glob.glob(os.path.join(folder, "images", pattern)))
     if not images:
         print(f"skipped {name}: no PNG frames in {folder}/images")
         return None
@@ -87,12 +87,17 @@ def real_set(name: str, folder: str, description: str, labelled: bool, limit: Op
     return FrameSet(name, description, refs, _load_real, labelled)
 
 
-def frame_sets(data: str, n: int, seed: int, limit: Optional[int], preset: str = "default") -> List[FrameSet]:
+def frame_sets(data: str, n: int, seed: int, limit: Optional[int], preset: str = "default", tuning_only: bool = False) -> List[FrameSet]:
+    """``tuning_only``: only the real frames a label-free run may be tuned on - DCA1's 40
+    training frames (tr_*) and the unlabelled sets; no DCA1 test frame and no XCAD (all of
+    XCAD's 10 frames are test frames)."""
+    dca1 = (("DCA1 train", "40 training frames (tr_*), 300 x 300 px, vessel masks", "tr_*.png") if tuning_only
+            else ("DCA1", "80 frames (40 tr + 40 te), 300 x 300 px, vessel masks", "*.png"))
     sets = [
         synthetic_set(300, n, seed, preset),
-        real_set("DCA1", os.path.join(data, "dca1"), "80 frames (40 tr + 40 te), 300 x 300 px, vessel masks", True, limit),
+        real_set(dca1[0], os.path.join(data, "dca1"), dca1[1], True, limit, dca1[2]),
         synthetic_set(512, n, seed, preset),
-        real_set("XCAD", os.path.join(data, "xcad_samples"), "10 labelled test frames, 512 x 512 px, vessel masks", True, limit),
+        None if tuning_only else real_set("XCAD", os.path.join(data, "xcad_samples"), "10 labelled test frames, 512 x 512 px, vessel masks", True, limit),
         real_set("ARCADE train", os.path.join(data, "arcade_stenosis_train"), "stenosis train split (1,000 frames, 512 px); no vessel masks", False, limit),
         real_set("Kragujevac", os.path.join(data, "xa_cine_kragujevac"), "79 clinical cine frames (lossy JPEG sources), 512 px; no vessel masks", False, limit),
     ]
@@ -246,7 +251,7 @@ def save_figure(fig, path: str) -> str:
 def _pairs(sets: List[FrameSet]) -> List[Tuple[str, List[str]]]:
     """Panels of sets at one resolution: (title, [set names])."""
     names = {s.name for s in sets if s.labelled}
-    panels = [("300 x 300 px frames", ["synthetic 300 px", "DCA1"]), ("512 x 512 px frames", ["synthetic 512 px", "XCAD"])]
+    panels = [("300 x 300 px frames", ["synthetic 300 px", "DCA1", "DCA1 train"]), ("512 x 512 px frames", ["synthetic 512 px", "XCAD"])]
     return [(t, [n for n in members if n in names]) for t, members in panels if any(n in names for n in members)]
 
 
@@ -354,7 +359,7 @@ def fov_example(frame_set: FrameSet, result: SetResult) -> int:
 
 def fov_figure(sets, results, path: str) -> str:
     plt = _plt()
-    order = [n for n in ("synthetic 512 px", "DCA1", "XCAD", "ARCADE train", "Kragujevac") if n in results]
+    order = [n for n in ("synthetic 512 px", "DCA1", "DCA1 train", "XCAD", "ARCADE train", "Kragujevac") if n in results]
     by_name = {s.name: s for s in sets}
     fig, axes = plt.subplots(1, len(order), figsize=(2.9 * len(order), 3.5), squeeze=False)
     for ax, name in zip(axes[0], order):
@@ -384,7 +389,7 @@ def fov_figure(sets, results, path: str) -> str:
 # ---- markdown --------------------------------------------------------------------------------
 
 
-PAIRS = (("synthetic 300 px", ["DCA1"]), ("synthetic 512 px", ["XCAD", "ARCADE train", "Kragujevac"]))
+PAIRS = (("synthetic 300 px", ["DCA1", "DCA1 train"]), ("synthetic 512 px", ["XCAD", "ARCADE train", "Kragujevac"]))
 """Each synthetic size and the real sets of the same frame size (the labelled one first)."""
 
 
@@ -557,7 +562,8 @@ def findings(sets, summary, results) -> List[str]:
             real_512 = [summary[r]["noise_field"][0] for r in ("XCAD", "ARCADE train", "Kragujevac") if r in summary]
             if a > 1.5 * b:
                 text += f" The engine's own 300-px frames measure x{a / b:.1f} the noise of its 512-px frames of the same scenes"
-                text += (", while the real 300-px set (DCA1) measures lower than every real 512-px set." if "DCA1" in summary and real_512 and summary["DCA1"]["noise_field"][0] < min(real_512) else ".")
+                dca1 = next((n for n in ("DCA1", "DCA1 train") if n in summary), None)
+                text += (f", while the real 300-px set ({dca1}) measures lower than every real 512-px set." if dca1 and real_512 and summary[dca1]["noise_field"][0] < min(real_512) else ".")
         out.append(text)
     # spectrum
     parts, floor_high, flags = [], False, []
@@ -709,16 +715,19 @@ def markdown(sets, summary, results, command: str) -> str:
     return "\n".join(lines)
 
 
-def main(out: str = "docs", n: int = 40, seed: int = 0, data: str = SHARED, limit: int = None, progress: bool = True, preset: str = "default"):
+def main(out: str = "docs", n: int = 40, seed: int = 0, data: str = SHARED, limit: int = None, progress: bool = True, preset: str = "default",
+         tuning_only: bool = False):
     """Measure every set; write OUT/synthetic_vs_real.md and its four figures.
 
     ``n``: synthetic frames per size (300 and 512 px). ``data``: the shared data folder
     (``$ANGIOKIT_SHARED_DATA`` or ../shared/data). ``limit``: at most this many frames per
     real set (quick checks only). ``preset``: the engine's parameters
-    (``angiokit.data.synthetic.PRESETS``; "real_matched" measures the label-free recipe's)."""
+    (``angiokit.data.synthetic.PRESETS``; "real_matched" measures the label-free recipe's).
+    ``tuning_only``: compare with DCA1's training frames and the unlabelled sets only - what the
+    label-free preset may be fitted to (no test frame of DCA1 or XCAD is read)."""
     from apps.experiment import write_text
 
-    sets = frame_sets(data, int(n), int(seed), limit, preset)
+    sets = frame_sets(data, int(n), int(seed), limit, preset, bool(tuning_only))
     results = {s.name: measure_set(s, progress) for s in sets}
     summary = summarise(sets, results)
     paths = [
@@ -728,6 +737,7 @@ def main(out: str = "docs", n: int = 40, seed: int = 0, data: str = SHARED, limi
         fov_figure(sets, results, os.path.join(out, f"{STEM}_fov.png")),
     ]
     command = f"python -m apps.synth_gap --out {out} --n {n}" + (f" --seed {seed}" if seed else "") + (f" --limit {limit}" if limit else "")
+    command += (f" --preset {preset}" if preset != "default" else "") + (" --tuning_only" if tuning_only else "")
     paths.insert(0, write_text(os.path.join(out, f"{STEM}.md"), markdown(sets, summary, results, command)))
     for p in paths:
         print(f"wrote {p}")

@@ -3,6 +3,8 @@ known answers, and once on two real DCA1 frames."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
@@ -150,3 +152,18 @@ def test_two_dca1_frames():
         f, psd = gap.background_spectrum(image, mask, fov.inside)
         assert np.isfinite(gap.spectral_slope(f, psd))
         assert gap.band_power(f, psd, (0.01, 0.03)) > 10 * gap.band_power(f, psd)  # natural images fall off
+
+
+def test_tuning_only_sets_hold_no_test_frame():
+    """The label-free preset is fitted with ``--tuning_only``: DCA1's training frames and the
+    unlabelled sets, never a DCA1 test frame or an XCAD frame."""
+    from apps.synth_gap import frame_sets
+
+    data = shared_data("dca1").parent
+    tuning = frame_sets(str(data), n=2, seed=0, limit=None, tuning_only=True)
+    real = [ref[0] for s in tuning if not s.name.startswith("synthetic") for ref in s.refs]
+    dca1 = [os.path.basename(p) for p in real if f"{os.sep}dca1{os.sep}" in p]
+    assert len(dca1) == 40 and all(n.startswith("tr_") for n in dca1)
+    assert not [p for p in real if "xcad" in p or "arcade_stenosis_test" in p]
+    everything = frame_sets(str(data), n=2, seed=0, limit=None)
+    assert {"DCA1", "XCAD"} <= {s.name for s in everything}  # the full comparison still has both

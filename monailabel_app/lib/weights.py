@@ -4,14 +4,15 @@ A checkpoint written by the bundles carries its network (``angiokit.networks.che
 the app builds what it serves and what it trains from the checkpoint alone. Beside the weights,
 ``models/model_source.json`` records their origin::
 
-    {"source": "checkpoint" | "classical" | "untrained", "checkpoint": PATH, "sha256": HEX,
+    {"source": "checkpoint" | "label_free" | "classical" | "untrained", "checkpoint": PATH, "sha256": HEX,
      "weights": {"size": N, "mtime_ns": T}}      # model.pt as written at the start
 
 - ``--conf <model>_checkpoint PATH`` that the working copy did not start from (another sha256)
   replaces its weights (the replaced ones are kept in ``models/replaced/`` when they were trained
   here); the same checkpoint again keeps the annotators' fine-tuned weights.
-- No checkpoint and no weights yet: the task config's first start (the vessel segmenter: the
-  classical Frangi + Otsu segmenter; the quality scorer: its untrained network).
+- No checkpoint and no weights yet: the task config's first start (the vessel segmenter: its
+  label-free model when there is one, else the classical Frangi + Otsu segmenter; the quality
+  scorer: its untrained network).
 - ``weights`` tells the weights written at the start from weights trained here since.
 """
 
@@ -23,7 +24,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -136,10 +137,11 @@ def _take_checkpoint(bundle_path: str, checkpoint: str, sha256: str) -> None:
     _write_source(bundle_path, "checkpoint", checkpoint, sha256)
 
 
-def prepare_weights(bundle_path: str, model: str, checkpoint: Optional[str], first_start: Callable[[str], str]) -> str:
+def prepare_weights(bundle_path: str, model: str, checkpoint: Optional[str], first_start: Callable[[str], Union[str, Tuple[str, str]]]) -> str:
     """Make ``models/model.pt`` of the working copy hold what the model should serve; returns
     where its weights came from (for the log). ``first_start(path)`` writes the weights of a
-    working copy that has none and no checkpoint was given, and names their source."""
+    working copy that has none and no checkpoint was given, and names their source (and the
+    checkpoint it copied, if any: ``(source, checkpoint)``)."""
     target = weights_path(bundle_path)
     if checkpoint:
         checkpoint = os.path.abspath(checkpoint)
@@ -158,6 +160,10 @@ def prepare_weights(bundle_path: str, model: str, checkpoint: Optional[str], fir
     if os.path.isfile(target):
         return f"kept {target}"
     source = first_start(target)
+    if isinstance(source, tuple):
+        source, copied = source
+        _write_source(bundle_path, source, os.path.abspath(copied), _sha256(copied))
+        return f"first start: {source} from {copied}"
     _write_source(bundle_path, source)
     return f"first start: {source}"
 
@@ -225,6 +231,8 @@ def describe_weights(bundle_path: str) -> str:
         return f"{name} trained here on the annotators' labels{started}"
     if record.get("source") == "untrained":
         return f"untrained {name} (no checkpoint given; train it on the annotators' labels)"
+    if record.get("source") == "label_free":
+        return f"label-free {name} from {record.get('checkpoint')} (synthetic and unlabelled real frames, no real label)"
     return f"trained {name} from {record.get('checkpoint')}"
 
 
@@ -249,7 +257,7 @@ def provenance(bundle_path: str) -> Dict[str, Any]:
     return {
         "serving": describe_weights(bundle_path),
         "source": origin,
-        "trained": origin in ("checkpoint", "trained here", "unknown") and os.path.isfile(target) and has_weights(target),
+        "trained": origin in ("checkpoint", "label_free", "trained here", "unknown") and os.path.isfile(target) and has_weights(target),
         "weights": target,
         "sha256": weights_sha256(target),
         "checkpoint": record.get("checkpoint"),

@@ -7,16 +7,27 @@ the ``epistemic`` / ``branch_uncertainty`` strategies.
 --conf epistemic_passes        MC-dropout predictions per study (default 5)
 --conf epistemic_dropout       dropout rate while scoring (default 0.2)
 --conf epistemic_max_samples   studies scored per run (default 0: all unlabelled)
+--conf vessel_seg_label_free   the label-free model to serve at the first start (default:
+                               MODEL_DIR/vessel_seg_label_free.pt when it exists)
 
-With no checkpoint the first start serves the classical Frangi + Otsu segmenter, which finds
-vessels with no training (an annotator's first "Run" gives a label worth correcting); the first
-``/train/vessel_seg`` trains the configured ViT, which is served from then on.
+With no checkpoint the first start serves the label-free model: the bundle's label_free recipe,
+trained on synthetic frames and the site's unlabelled frames, not a single real label
+(bundles/xa_vessel_seg/docs/README.md, "Label-free"). Without one it serves the classical Frangi
++ Otsu segmenter, which finds vessels with no training at all. Either way an annotator's first
+"Run" gives a label worth correcting; the first ``/train/vessel_seg`` fine-tunes the label-free
+ViT (or trains the configured ViT after the classical start), served from then on.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+from typing import Optional, Tuple, Union
+
 from monailabel.tasks.activelearning.epistemic import Epistemic
 
+from angiokit.data.writers import atomic_path
 from angiokit.networks import VesselnessThresholdSegmenter, save_checkpoint
 
 from ..bundles import BundleTaskConfig, bundle_version
@@ -27,12 +38,34 @@ from ..trainers.vessel_seg import VesselSegTrain
 # Frangi's scales (1-4 px) are in pixels of the usual 512 x 512 XA matrix (XCAD, ARCADE, clinical
 # cines): the classical segmenter works at that size, as apps.classical measures it
 CLASSICAL_IMAGE_SIZE = 512
+LABEL_FREE_FILE = "vessel_seg_label_free.pt"
+"""Where, in the app's model folder, the first start looks for the label-free model."""
+
+logger = logging.getLogger(__name__)
 
 
 class VesselSeg(BundleTaskConfig):
     BUNDLE = "xa_vessel_seg"
 
-    def first_start(self, path: str) -> str:
+    def label_free_checkpoint(self) -> Optional[str]:
+        """``--conf vessel_seg_label_free`` (an error when missing), else MODEL_DIR's default file
+        if there is one."""
+        given = self.conf.get(f"{self.name}_label_free")
+        if given:
+            if not os.path.isfile(given):
+                raise FileNotFoundError(f"{given}: label-free checkpoint not found (--conf {self.name}_label_free)")
+            return given
+        default = os.path.join(self.model_dir, LABEL_FREE_FILE)
+        return default if os.path.isfile(default) else None
+
+    def first_start(self, path: str) -> Union[str, Tuple[str, str]]:
+        checkpoint = self.label_free_checkpoint()
+        if checkpoint:
+            with atomic_path(path) as tmp:
+                shutil.copyfile(checkpoint, tmp)
+            return "label_free", checkpoint
+        logger.warning(f"{self.name}: no label-free model ({os.path.join(self.model_dir, LABEL_FREE_FILE)} or --conf {self.name}_label_free); "
+                       "the first start serves Frangi + Otsu. The label-free recipe: bundles/xa_vessel_seg/docs/README.md, 'Label-free'")
         classical = VesselnessThresholdSegmenter("frangi", threshold="otsu", out_channels=2)
         save_checkpoint(classical, path, bundle_version(self.bundle_path), image_size=CLASSICAL_IMAGE_SIZE, num_classes=2)
         return "classical"

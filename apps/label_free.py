@@ -11,8 +11,9 @@ Rows (each adds one step to the one before; ``configs/label_free.json`` is the r
   composite     + the synthetic vessels drawn into vessel-free real frames (``composite_prob`` 0.7)
   style         + Fourier style of real frames (``style_prob`` 0.5)
   input         + the local-contrast input (the whole recipe)
-  self_training + a student trained on the recipe plus the frames the recipe's model labels most
-                  confidently (``angiokit.engines.self_training``)
+  self_training + a student trained on the recipe plus the ``pseudo_frames`` (128) frames the
+                  recipe's model labels most confidently (``angiokit.engines.self_training``); its
+                  epochs hold 128 of them and 128 synthetic scenes, the other rows' 256 frames
   frangi        Frangi + Otsu, no training
 
 Unlabelled real frames: ARCADE's stenosis *training* frames and the Kragujevac cine frames, never
@@ -35,9 +36,9 @@ import fire
 from apps.experiment import SHARED, Experiment, choose_profile, evaluation_dir, markdown_table, read_per_image, vit_overrides, warmup, write_json, write_text
 
 PROFILES = {
-    "quick": dict(image_size=32, epochs=1, synthetic_length=4, batch_size=2, width=64, depth=2, real_frames=4, keep_fraction=0.5, lr=0.0005, test_frames=3),
+    "quick": dict(image_size=32, epochs=1, synthetic_length=4, batch_size=2, width=64, depth=2, real_frames=4, pseudo_frames=2, lr=0.0005, test_frames=3),
     # CPU size: the real-label experiments' ViT (192 x 6) at 256 px
-    "default": dict(image_size=256, epochs=16, synthetic_length=256, batch_size=4, width=192, depth=6, real_frames=None, keep_fraction=0.5, lr=0.0005, test_frames=None),
+    "default": dict(image_size=256, epochs=16, synthetic_length=256, batch_size=4, width=192, depth=6, real_frames=None, pseudo_frames=128, lr=0.0005, test_frames=None),
 }
 ROWS = ("synthetic", "engine", "composite", "style", "input", "self_training")
 # the label_free overlay's switches per row (the recipe itself is "input")
@@ -101,8 +102,9 @@ def train(exp: Experiment, cfg: Dict, row: str, lists: Mapping[str, str], worker
         configs.append("label_free")
         overrides.update({"real_unlabelled": lists["unlabelled"], **SWITCHES[row]})
     if pseudo:
-        # the student: pseudo-labelled real frames mixed with synthetic scenes, validated on synthetic ones
-        overrides.update({"datalist": pseudo, "validate#dataset#data": "$[]"})
+        # the student: pseudo-labelled real frames mixed with synthetic scenes, validated on synthetic
+        # ones; an epoch holds as many frames as every other row's (the same training budget)
+        overrides.update({"datalist": pseudo, "validate#dataset#data": "$[]", "synthetic_length": cfg["synthetic_length"] - cfg["pseudo_frames"]})
     exp.bundle(f"train_{row}", "xa_vessel_seg", configs, row, overrides, os.path.join("models", "model.pt"))
     return row
 
@@ -118,7 +120,7 @@ def pseudo_labels(exp: Experiment, cfg: Dict, teacher: str, lists: Mapping[str, 
         train(exp, cfg, teacher, lists, workers)  # skipped when its row ran
         checkpoint = exp.path(teacher, "models", "model.pt")
         files = [e["image"] for e in json.load(open(lists["unlabelled"]))["training"]]
-        pseudo_label(load_network(checkpoint), files, out, image_size=int(checkpoint_setting(checkpoint, "image_size")), keep_fraction=cfg["keep_fraction"])
+        pseudo_label(load_network(checkpoint), files, out, image_size=int(checkpoint_setting(checkpoint, "image_size")), keep_fraction=min(1.0, cfg["pseudo_frames"] / len(files)))
     return datalist
 
 
@@ -127,6 +129,43 @@ def evaluate(exp: Experiment, row: str, test: str, datalist: str) -> Dict[str, D
     out = evaluation_dir(exp.path(row), test)
     exp.bundle(f"evaluate_{row}_{test}", "xa_vessel_seg", configs, row, {"datalist": datalist, "output_dir": out, "num_workers": 0}, os.path.join(out, "metrics.csv"))
     return {m: {os.path.basename(k): v for k, v in read_per_image(out, m).items()} for m in ("val_mean_dice", "val_cldice")}
+
+
+TARGET_DICE = 0.70
+"""Issue 31's target on both test sets."""
+OVERLAY_ROWS = ("frangi", "synthetic", "input", "self_training")
+
+
+def dice_figure(scores: Mapping[str, Mapping[str, Dict]], path: str) -> str:
+    """Dice of every row on both test sets at a glance: a dot per frame, the mean as a bar, the
+    target as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = list(scores)
+    fig, axes = plt.subplots(1, len(TESTS), figsize=(6.2 * len(TESTS), 0.55 * len(rows) + 1.6), squeeze=False, sharex=True)
+    rng = np.random.default_rng(0)
+    for ax, test in zip(axes[0], TESTS):
+        for y, row in enumerate(rows):
+            values = np.asarray(list(scores[row][test]["val_mean_dice"].values()))
+            ax.scatter(values, y + rng.uniform(-0.18, 0.18, len(values)), s=9, alpha=0.45, color="tab:blue" if row != "frangi" else "tab:grey")
+            ax.plot([values.mean()] * 2, [y - 0.32, y + 0.32], color="black", lw=2.2)
+            ax.text(1.0, y, f" {values.mean():.3f}", va="center", fontsize=8)
+        ax.axvline(TARGET_DICE, color="tab:red", ls="--", lw=1)
+        ax.set_yticks(range(len(rows)), [NAMES[r] for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.0)
+        ax.set_xlabel("Dice per frame (bar: mean; red: the 0.70 target)")
+        n = len(next(iter(scores.values()))[test]["val_mean_dice"])
+        ax.set_title(f"{test.upper()} test ({n} frames), no real label in training", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def report(exp: Experiment, cfg: Dict, scores: Mapping[str, Mapping[str, Dict]], seconds: float) -> str:
@@ -147,6 +186,15 @@ def report(exp: Experiment, cfg: Dict, scores: Mapping[str, Mapping[str, Dict]],
             previous = row if row != "frangi" else previous
         lines += [f"## {test.upper()} ({len(next(iter(scores.values()))[test]['val_mean_dice'])} frames)", ""]
         lines += markdown_table(["method", "n", "Dice", "clDice", "Dice − the row above (paired 95 % interval)"], rows) + [""]
+    lines += ["![Dice per frame of every row](figures/label_free_dice.png)", ""]
+    dice_figure(scores, exp.path("figures", "label_free_dice.png"))
+    from apps.real_labels import overlay_figure
+
+    for test in TESTS:
+        roots = {r: r for r in OVERLAY_ROWS if r in scores}
+        figure = overlay_figure(exp, roots, test, 3, exp.path("figures", f"label_free_{test}_overlays.png"), titles=NAMES)
+        if figure:
+            lines += [f"![{test} overlays](figures/{os.path.basename(figure)})", ""]
     write_json(exp.path("results.json"), {"settings": cfg, "scores": scores})
     return write_text(exp.path("results.md"), "\n".join(lines))
 

@@ -224,9 +224,11 @@ def intervals(scores: Mapping[str, Dict[str, Dict[str, float]]], pairs: Sequence
     return markdown_table(["difference", "frames", f"{label}: mean [95 % paired bootstrap interval]"], rows) if rows else []
 
 
-def overlay_figure(exp: Experiment, roots: Mapping[str, str], test: str, frames: int, path: str) -> Optional[str]:
+def overlay_figure(exp: Experiment, roots: Mapping[str, str], test: str, frames: int, path: str, titles: Optional[Mapping[str, str]] = None) -> Optional[str]:
     """A grid of the evaluate config's per-frame error overlays: a row per method, ``frames``
-    test frames (the same ones for every method)."""
+    test frames (the same ones for every method). ``titles``: method -> row title (this
+    module's NAMES by default)."""
+    titles = NAMES if titles is None else titles
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,7 +248,7 @@ def overlay_figure(exp: Experiment, roots: Mapping[str, str], test: str, frames:
             ax = axes[row][col]
             ax.imshow(Image.open(os.path.join(os.path.dirname(files[0]), name)))
             ax.set_axis_off()
-            ax.set_title(f"{NAMES[model]} - {name.replace('_overlay.png', '')}", fontsize=8)
+            ax.set_title(f"{titles[model]} - {name.replace('_overlay.png', '')}", fontsize=8)
     fig.tight_layout(pad=0.3)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=90)

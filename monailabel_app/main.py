@@ -27,6 +27,7 @@ from lib.dicomweb import angio_dicomweb_datastore
 from lib.serving import image_to_infer, infer_off_the_event_loop
 from lib.temporaries import clean_up_after_requests, remove_start_log_config
 from lib.training import exit_with_server
+from lib.viewer import serve_xa_page
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.config import TaskConfig
@@ -69,6 +70,7 @@ class AngioApp(MONAILabelApp):
             clean_up_after_requests()  # no temp file left by a failed upload or a dataset download
             remove_start_log_config()
             serve_api_page_offline()  # / and /docs without scripts from a CDN
+            serve_xa_page()  # the XA annotation page at /xa/ (web/xa_annotator)
 
     def init_datastore(self):
         if self.studies.startswith(("http://", "https://")):

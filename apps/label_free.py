@@ -14,6 +14,8 @@ Rows (each adds one step to the one before; ``configs/label_free.json`` is the r
   self_training + a student trained on the recipe plus the ``pseudo_frames`` (128) frames the
                   recipe's model labels most confidently (``angiokit.engines.self_training``); its
                   epochs hold 128 of them and 128 synthetic scenes, the other rows' 256 frames
+  recipe_default_engine  the recipe (compositing, style, local contrast) on the engine's defaults,
+                  compared with the synthetic row: whether the adaptation steps help without the preset
   frangi        Frangi + Otsu, no training
 
 Unlabelled real frames: ARCADE's stenosis *training* frames and the Kragujevac cine frames, never
@@ -40,18 +42,22 @@ PROFILES = {
     # CPU size: the real-label experiments' ViT (192 x 6) at 256 px
     "default": dict(image_size=256, epochs=16, synthetic_length=256, batch_size=4, width=192, depth=6, real_frames=None, pseudo_frames=128, lr=0.0005, test_frames=None),
 }
-ROWS = ("synthetic", "engine", "composite", "style", "input", "self_training")
+ROWS = ("synthetic", "engine", "composite", "style", "input", "self_training", "recipe_default_engine")
+BUILDS_ON = {"recipe_default_engine": "synthetic"}
+"""Rows that are not the next step of the row above, and the row they add to."""
 # the label_free overlay's switches per row (the recipe itself is "input")
 SWITCHES: Dict[str, Dict[str, object]] = {
     "composite": {"composite_prob": 0.7, "style_prob": 0.0, "input_transform": "none"},
     "style": {"composite_prob": 0.7, "style_prob": 0.5, "input_transform": "none"},
     "input": {},
     "self_training": {},
+    "recipe_default_engine": {"synthetic_preset": "default"},
 }
 NAMES = {
     "frangi": "Frangi + Otsu (no training)", "synthetic": "synthetic frames only (engine defaults)",
     "engine": "+ engine fitted to the measured gap", "composite": "+ vessels composited onto real backgrounds",
     "style": "+ Fourier style of real frames", "input": "+ local-contrast input (the label-free recipe)", "self_training": "+ self-training on confident real frames",
+    "recipe_default_engine": "the recipe on the engine's defaults (synthetic row + compositing, style, local contrast)",
 }
 TESTS = ("dca1", "xcad")
 HELD_OUT = ("dca1", "xcad")
@@ -179,11 +185,12 @@ def report(exp: Experiment, cfg: Dict, scores: Mapping[str, Mapping[str, Dict]],
         for row, by_test in scores.items():
             s = by_test[test]
             step = ""
-            if previous is not None and row != "frangi":
-                d = paired_difference(s["val_mean_dice"], scores[previous][test]["val_mean_dice"])
-                step = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+            base = BUILDS_ON.get(row, previous)
+            if base is not None and base in scores and row != "frangi":
+                d = paired_difference(s["val_mean_dice"], scores[base][test]["val_mean_dice"])
+                step = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" + (f" (vs {base})" if row in BUILDS_ON else "")
             rows.append([NAMES[row], len(s["val_mean_dice"]), mean_sd(s["val_mean_dice"]), mean_sd(s["val_cldice"]), step])
-            previous = row if row != "frangi" else previous
+            previous = row if row != "frangi" and row not in BUILDS_ON else previous
         lines += [f"## {test.upper()} ({len(next(iter(scores.values()))[test]['val_mean_dice'])} frames)", ""]
         lines += markdown_table(["method", "n", "Dice", "clDice", "Dice − the row above (paired 95 % interval)"], rows) + [""]
     lines += ["![Dice per frame of every row](figures/label_free_dice.png)", ""]

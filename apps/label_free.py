@@ -62,6 +62,9 @@ NAMES = {
     "style": "+ Fourier style of real frames", "input": "+ local-contrast input (the label-free recipe)", "self_training": "+ self-training on confident real frames",
     "recipe_default_engine": "the recipe on the engine's defaults (synthetic row + compositing, style, local contrast)",
 }
+SHORT = {"frangi": "Frangi + Otsu", "synthetic": "synthetic only", "engine": "+ fitted preset", "composite": "+ compositing", "style": "+ Fourier style",
+         "input": "+ local contrast", "self_training": "+ self-training", "recipe_default_engine": "recipe, default preset"}
+"""Row names for the figure."""
 TESTS = ("dca1", "xcad")
 HELD_OUT = ("dca1", "xcad")
 """Sets whose frames no run may read: they are the tests."""
@@ -145,6 +148,14 @@ TARGET_DICE = 0.70
 OVERLAY_ROWS = ("frangi", "synthetic", "input", "self_training")
 
 
+def row_name(row: str, rows, names: Mapping[str, str]) -> str:
+    """A row's name; where the composite and style rows did not run, the recipe's row adds their
+    steps too, and its name says so."""
+    if row == "input" and not {"composite", "style"} <= set(rows):
+        return "+ compositing, Fourier style, local contrast" + (" (the label-free recipe; those steps' own rows not run)" if names is NAMES else "")
+    return names[row]
+
+
 def dice_figure(scores: Mapping[str, Mapping[str, Dict]], path: str) -> str:
     """Dice of every row on both test sets at a glance: a dot per frame, the mean as a bar, the
     target as a dashed line."""
@@ -155,21 +166,21 @@ def dice_figure(scores: Mapping[str, Mapping[str, Dict]], path: str) -> str:
     import numpy as np
 
     rows = list(scores)
-    fig, axes = plt.subplots(1, len(TESTS), figsize=(6.2 * len(TESTS), 0.55 * len(rows) + 1.6), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(1, len(TESTS), figsize=(6.0 * len(TESTS), 0.5 * len(rows) + 1.6), squeeze=False, sharex=True)
     rng = np.random.default_rng(0)
     for ax, test in zip(axes[0], TESTS):
         for y, row in enumerate(rows):
             values = np.asarray(list(scores[row][test]["val_mean_dice"].values()))
             ax.scatter(values, y + rng.uniform(-0.18, 0.18, len(values)), s=9, alpha=0.45, color="tab:blue" if row != "frangi" else "tab:grey")
             ax.plot([values.mean()] * 2, [y - 0.32, y + 0.32], color="black", lw=2.2)
-            ax.text(1.0, y, f" {values.mean():.3f}", va="center", fontsize=8)
+            ax.text(0.98, y, f"{values.mean():.3f}", va="center", ha="right", fontsize=8)
         ax.axvline(TARGET_DICE, color="tab:red", ls="--", lw=1)
-        ax.set_yticks(range(len(rows)), [NAMES[r] for r in rows], fontsize=8)
+        ax.set_yticks(range(len(rows)), [row_name(r, rows, SHORT) for r in rows], fontsize=9)
         ax.invert_yaxis()
         ax.set_xlim(0, 1.0)
         ax.set_xlabel("Dice per frame (bar: mean; red: the 0.70 target)")
         n = len(next(iter(scores.values()))[test]["val_mean_dice"])
-        ax.set_title(f"{test.upper()} test ({n} frames), no real label in training", fontsize=10)
+        ax.set_title(f"{test.upper()} test, {n} frames (no real label in training)", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -220,7 +231,7 @@ def report(exp: Experiment, cfg: Dict, scores: Mapping[str, Mapping[str, Dict]],
             if base is not None and base in scores and row != "frangi":
                 d = paired_difference(s["val_mean_dice"], scores[base][test]["val_mean_dice"])
                 step = f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" + (f" (vs {base})" if row in BUILDS_ON else "")
-            rows.append([NAMES[row], len(s["val_mean_dice"]), mean_sd(s["val_mean_dice"]), mean_sd(s["val_cldice"]), step])
+            rows.append([row_name(row, list(scores), NAMES), len(s["val_mean_dice"]), mean_sd(s["val_mean_dice"]), mean_sd(s["val_cldice"]), step])
             previous = row if row != "frangi" and row not in BUILDS_ON else previous
         lines += [f"## {test.upper()} ({len(next(iter(scores.values()))[test]['val_mean_dice'])} frames)", ""]
         lines += markdown_table(["method", "n", "Dice", "clDice", "Dice − the row above (paired 95 % interval)"], rows) + [""]
@@ -234,7 +245,7 @@ def report(exp: Experiment, cfg: Dict, scores: Mapping[str, Mapping[str, Dict]],
                 if key not in breakdown:
                     breakdown[key] = error_breakdown(exp.path(row, "models", "model.pt"), lists[test])
                 b = breakdown[key]
-                table.append([NAMES[row], test.upper(), f"{b['precision']:.3f}", f"{b['recall']:.3f}", f"{b['isolated_fp_share']:.2f}"])
+                table.append([row_name(row, list(scores), NAMES), test.upper(), f"{b['precision']:.3f}", f"{b['recall']:.3f}", f"{b['isolated_fp_share']:.2f}"])
         write_json(cache, breakdown)
         lines += ["## Where the Dice goes (means over frames)", ""]
         lines += markdown_table(["method", "test", "precision", "recall", "share of false-positive pixels in blobs touching no vessel"], table) + [""]

@@ -10,9 +10,9 @@ the ``epistemic`` / ``branch_uncertainty`` strategies.
 --conf vessel_seg_label_free   the label-free model to serve at the first start (default:
                                MODEL_DIR/vessel_seg_label_free.pt when it exists)
 
-With no checkpoint the first start serves the label-free model: the bundle's label_free recipe,
-trained on synthetic frames and the site's unlabelled frames, not a single real label
-(bundles/xa_vessel_seg/docs/README.md, "Label-free"). Without one it serves the classical Frangi
+With no checkpoint the first start serves the label-free model: a ViT trained without a single
+real label (synthetic frames alone, or the bundle's label_free recipe with the site's unlabelled
+frames; docs/results.md, "Label-free", measures both). Without one it serves the classical Frangi
 + Otsu segmenter, which finds vessels with no training at all. Either way an annotator's first
 "Run" gives a label worth correcting; the first ``/train/vessel_seg`` fine-tunes the label-free
 ViT (or trains the configured ViT after the classical start), served from then on.

@@ -131,17 +131,17 @@ def _set_aside(bundle_path: str) -> Optional[str]:
     return kept
 
 
-def _take_checkpoint(bundle_path: str, checkpoint: str, sha256: str) -> None:
+def _take_checkpoint(bundle_path: str, checkpoint: str, sha256: str, source: str = "checkpoint") -> None:
     with atomic_path(weights_path(bundle_path)) as tmp:
         shutil.copyfile(checkpoint, tmp)
-    _write_source(bundle_path, "checkpoint", checkpoint, sha256)
+    _write_source(bundle_path, source, checkpoint, sha256)
 
 
 def prepare_weights(bundle_path: str, model: str, checkpoint: Optional[str], first_start: Callable[[str], Union[str, Tuple[str, str]]]) -> str:
     """Make ``models/model.pt`` of the working copy hold what the model should serve; returns
     where its weights came from (for the log). ``first_start(path)`` writes the weights of a
-    working copy that has none and no checkpoint was given, and names their source (and the
-    checkpoint it copied, if any: ``(source, checkpoint)``)."""
+    working copy that has none and no checkpoint was given and names their source, or names a
+    checkpoint to start from instead: ``(source, checkpoint)``, copied here."""
     target = weights_path(bundle_path)
     if checkpoint:
         checkpoint = os.path.abspath(checkpoint)
@@ -162,7 +162,8 @@ def prepare_weights(bundle_path: str, model: str, checkpoint: Optional[str], fir
     source = first_start(target)
     if isinstance(source, tuple):
         source, copied = source
-        _write_source(bundle_path, source, os.path.abspath(copied), _sha256(copied))
+        copied = os.path.abspath(copied)
+        _take_checkpoint(bundle_path, copied, _sha256(copied), source)
         return f"first start: {source} from {copied}"
     _write_source(bundle_path, source)
     return f"first start: {source}"

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Optional, Tuple, Union
 
 from monailabel.tasks.activelearning.epistemic import Epistemic
 
-from angiokit.data.writers import atomic_path
 from angiokit.networks import VesselnessThresholdSegmenter, save_checkpoint
 
 from ..bundles import BundleTaskConfig, bundle_version
@@ -61,9 +59,7 @@ class VesselSeg(BundleTaskConfig):
     def first_start(self, path: str) -> Union[str, Tuple[str, str]]:
         checkpoint = self.label_free_checkpoint()
         if checkpoint:
-            with atomic_path(path) as tmp:
-                shutil.copyfile(checkpoint, tmp)
-            return "label_free", checkpoint
+            return "label_free", checkpoint  # prepare_weights copies it and records its sha256
         logger.warning(f"{self.name}: no label-free model ({os.path.join(self.model_dir, LABEL_FREE_FILE)} or --conf {self.name}_label_free); "
                        "the first start serves Frangi + Otsu. The label-free recipe: bundles/xa_vessel_seg/docs/README.md, 'Label-free'")
         classical = VesselnessThresholdSegmenter("frangi", threshold="otsu", out_channels=2)
